@@ -1,0 +1,1 @@
+//! Benchmarks of GOS live in `benches/`; run them with `cargo bench -p gos-benches`.

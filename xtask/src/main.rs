@@ -1,0 +1,124 @@
+//! Project automation: `cargo xtask ci` runs the gates every change passes; `cargo xtask soak`
+//! and `cargo xtask fuzz` run the long checks that do not belong in CI.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "GOS project automation")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// fmt --check, clippy -D warnings, the tests (as the README runs them), doc with -D warnings.
+    Ci,
+    /// The tests alone, as the README runs them.
+    Test,
+    /// Long randomized runs: the conformance suite with many proptest cases, the shm stress.
+    Soak {
+        /// Proptest cases for the conformance state machine.
+        #[arg(long, default_value_t = 20_000)]
+        cases: u32,
+    },
+    /// Runs the cargo-fuzz targets under fuzz/ for a while each (needs nightly + cargo-fuzz).
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().task {
+        Task::Ci => {
+            cargo(&["fmt", "--all", "--check"], &[])?;
+            cargo(
+                &[
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
+                &[],
+            )?;
+            test()?;
+            cargo(
+                &["doc", "--workspace", "--no-deps"],
+                &[("RUSTDOCFLAGS", "-D warnings")],
+            )?;
+            println!("xtask ci: every gate passed");
+        }
+        Task::Test => test()?,
+        Task::Soak { cases } => {
+            let cases = cases.to_string();
+            cargo(
+                &[
+                    "test",
+                    "--workspace",
+                    "--release",
+                    "--",
+                    "--include-ignored",
+                ],
+                &[("GOS_CONFORMANCE_CASES", &cases), ("GOS_SOAK", "1")],
+            )?;
+        }
+        Task::Fuzz { seconds } => {
+            let root = root()?;
+            let fuzz = root.join("fuzz");
+            if !fuzz.exists() {
+                bail!("no fuzz/ directory with cargo-fuzz targets");
+            }
+            let list = Command::new("cargo")
+                .args(["fuzz", "list"])
+                .current_dir(&root)
+                .output()
+                .context("running `cargo fuzz list` (install with `cargo install cargo-fuzz`)")?;
+            let max_time = format!("-max_total_time={seconds}");
+            for target in String::from_utf8(list.stdout)?.lines() {
+                let status = Command::new("cargo")
+                    .args(["+nightly", "fuzz", "run", target, "--", &max_time])
+                    .current_dir(&root)
+                    .status()?;
+                if !status.success() {
+                    bail!("fuzz target {target} failed");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The README's test command.
+fn test() -> Result<()> {
+    cargo(&["test", "--workspace"], &[])
+}
+
+fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
+    println!("$ cargo {}", args.join(" "));
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(args)
+        .envs(envs.iter().copied())
+        .current_dir(root()?)
+        .status()
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("`cargo {}` failed", args.join(" "));
+    }
+    Ok(())
+}
+
+fn root() -> Result<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    Ok(dir
+        .parent()
+        .context("xtask has no parent directory")?
+        .to_path_buf())
+}
