@@ -462,3 +462,270 @@ impl UndirectedRegular {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Connected as an undirected graph, by a walk from node 0.
+    fn connected(t: &Topology) -> bool {
+        let mut seen = vec![false; t.len()];
+        let mut stack = vec![NodeId(0)];
+        while let Some(v) = stack.pop() {
+            if !std::mem::replace(&mut seen[v.index()], true) {
+                stack.extend(t.neighbours(v));
+                stack.extend(t.in_neighbours(v));
+            }
+        }
+        seen.iter().all(|&s| s)
+    }
+
+    /// The vertex connectivity by brute force: the smallest set whose removal leaves at least
+    /// two nodes, one unable to reach another (`n - 1` when there is none).
+    fn brute_connectivity(t: &Topology) -> usize {
+        let n = t.len();
+        let mut best = n.saturating_sub(1);
+        for removed in 0u32..(1 << n) {
+            let size = removed.count_ones() as usize;
+            if size >= best || n - size < 2 {
+                continue;
+            }
+            let alive = |v: usize| removed & (1 << v) == 0;
+            let strongly = (0..n).filter(|&s| alive(s)).all(|s| {
+                let mut seen = vec![false; n];
+                let mut stack = vec![s];
+                while let Some(v) = stack.pop() {
+                    if alive(v) && !std::mem::replace(&mut seen[v], true) {
+                        stack.extend(t.neighbours(id(v)).iter().map(|w| w.index()));
+                    }
+                }
+                (0..n).filter(|&v| alive(v)).all(|v| seen[v])
+            });
+            if !strongly {
+                best = size;
+            }
+        }
+        best
+    }
+
+    fn matrix(max_n: usize) -> impl Strategy<Value = Vec<Vec<u8>>> {
+        (0..=max_n).prop_flat_map(|n| {
+            proptest::collection::vec(proptest::collection::vec(0u8..2, n), n).prop_map(|mut m| {
+                for (i, row) in m.iter_mut().enumerate() {
+                    row[i] = 0;
+                }
+                m
+            })
+        })
+    }
+
+    #[test]
+    fn bad_parameters_have_clear_errors() {
+        assert!(matches!(
+            Topology::ring(2),
+            Err(TopologyError::InvalidParameters { kind: "ring", .. })
+        ));
+        assert!(matches!(
+            Topology::star(3, NodeId(3)),
+            Err(TopologyError::InvalidParameters { kind: "star", .. })
+        ));
+        assert!(matches!(
+            Topology::k_connected(4, 4, 1),
+            Err(TopologyError::KRegularImpossible { n: 4, k: 4 })
+        ));
+        assert!(matches!(
+            Topology::k_connected(5, 3, 1),
+            Err(TopologyError::KRegularImpossible { n: 5, k: 3 })
+        ));
+        let e = Topology::k_connected(5, 3, 1).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "no 3-regular graph on 5 nodes: needs n > k and n * k even"
+        );
+    }
+
+    #[test]
+    fn bad_matrices_have_clear_errors() {
+        assert!(matches!(
+            Topology::custom(&[vec![0, 1], vec![0]]),
+            Err(TopologyError::NotSquare {
+                row: 1,
+                len: 1,
+                expected: 2
+            })
+        ));
+        assert!(matches!(
+            Topology::custom(&[[0, 2], [0, 0]]),
+            Err(TopologyError::InvalidValue { row: 0, col: 1, .. })
+        ));
+        assert!(matches!(
+            Topology::custom(&[[0, 1], [0, 1]]),
+            Err(TopologyError::SelfLoop(NodeId(1)))
+        ));
+        assert!(matches!(
+            Topology::from_edges(2, [(NodeId(0), NodeId(2))]),
+            Err(TopologyError::EdgeOutOfRange { n: 2, .. })
+        ));
+        assert!(matches!(
+            Topology::from_edges(2, [(NodeId(1), NodeId(1))]),
+            Err(TopologyError::SelfLoop(NodeId(1)))
+        ));
+    }
+
+    #[test]
+    fn csv_parses_and_reports_errors() {
+        let t = Topology::from_csv_str("# a comment\n0, 1, 1\n1,0,0\n\n0,1,0\n").unwrap();
+        assert_eq!(
+            t.to_matrix(),
+            vec![vec![0, 1, 1], vec![1, 0, 0], vec![0, 1, 0]]
+        );
+        assert_eq!(t.kind(), TopologyKind::Custom);
+        let e = Topology::from_csv_str("0,1\n1,x\n").unwrap_err();
+        assert!(matches!(
+            &e,
+            TopologyError::InvalidValue { row: 1, col: 1, value } if value == "x"
+        ));
+        assert_eq!(
+            e.to_string(),
+            "adjacency matrix entry (1, 1) is \"x\", expected 0 or 1"
+        );
+        assert!(matches!(
+            Topology::from_csv_str("0,1,0\n1,0\n"),
+            Err(TopologyError::NotSquare { .. })
+        ));
+        assert!(matches!(
+            Topology::from_csv_str("1\n"),
+            Err(TopologyError::SelfLoop(NodeId(0)))
+        ));
+        assert!(matches!(
+            Topology::from_csv_str("\n# nothing\n"),
+            Err(TopologyError::Csv { .. })
+        ));
+        let e = Topology::from_csv("/nonexistent/topology.csv").unwrap_err();
+        assert!(matches!(e, TopologyError::Io { .. }));
+        assert_eq!(e.to_string(), "cannot read /nonexistent/topology.csv");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ring.csv");
+        let ring = Topology::ring(5).unwrap();
+        std::fs::write(&path, ring.to_csv()).unwrap();
+        assert_eq!(
+            Topology::from_csv(&path).unwrap().to_matrix(),
+            ring.to_matrix()
+        );
+    }
+
+    #[test]
+    fn connectivity_of_known_graphs() {
+        assert_eq!(Topology::full(6).unwrap().vertex_connectivity(), 5);
+        assert_eq!(Topology::ring(6).unwrap().vertex_connectivity(), 2);
+        assert_eq!(
+            Topology::star(6, NodeId(2)).unwrap().vertex_connectivity(),
+            1
+        );
+        let two_islands = Topology::from_edges(4, [(NodeId(0), NodeId(1)), (NodeId(2), NodeId(3))]);
+        assert_eq!(two_islands.unwrap().vertex_connectivity(), 0);
+        // A one-way ring is strongly connected with connectivity 1.
+        let one_way = Topology::from_edges(4, (0..4).map(|i| (NodeId(i), NodeId((i + 1) % 4))));
+        assert_eq!(one_way.unwrap().vertex_connectivity(), 1);
+        assert_eq!(Topology::full(1).unwrap().vertex_connectivity(), 0);
+    }
+
+    #[test]
+    fn k_connected_is_reproducible_and_seed_dependent() {
+        let a = Topology::k_connected(20, 4, 7).unwrap();
+        assert_eq!(a, Topology::k_connected(20, 4, 7).unwrap());
+        assert_ne!(a, Topology::k_connected(20, 4, 8).unwrap());
+        assert_eq!(a.kind(), TopologyKind::KConnected { k: 4, seed: 7 });
+        assert_eq!(
+            Topology::k_connected(16, 15, 1).unwrap().edge_count(),
+            16 * 15
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn ring_has_degree_two_and_one_cycle(n in 3usize..64) {
+            let t = Topology::ring(n).unwrap();
+            prop_assert!(t.is_symmetric());
+            for v in t.nodes() {
+                prop_assert_eq!(t.neighbours(v).len(), 2);
+                prop_assert_eq!(t.in_neighbours(v).len(), 2);
+            }
+            // Walking forward without turning back visits every node once and closes.
+            let (mut prev, mut cur, mut steps) = (NodeId(0), t.neighbours(NodeId(0))[0], 1);
+            while cur != NodeId(0) {
+                let next = t.neighbours(cur).iter().copied().find(|&w| w != prev).unwrap();
+                (prev, cur) = (cur, next);
+                steps += 1;
+                prop_assert!(steps <= n);
+            }
+            prop_assert_eq!(steps, n);
+        }
+
+        #[test]
+        fn star_hub_reaches_all(n in 2usize..64, hub in 0usize..64) {
+            let hub = id(hub % n);
+            let t = Topology::star(n, hub).unwrap();
+            prop_assert_eq!(t.neighbours(hub).len(), n - 1);
+            for v in t.nodes().filter(|&v| v != hub) {
+                prop_assert!(t.may_send(hub, v));
+                prop_assert_eq!(t.neighbours(v), &[hub][..]);
+            }
+            prop_assert!(t.is_symmetric());
+            prop_assert!(connected(&t));
+        }
+
+        #[test]
+        fn full_reaches_all(n in 1usize..24) {
+            let t = Topology::full(n).unwrap();
+            prop_assert_eq!(t.edge_count(), n * (n - 1));
+            prop_assert_eq!(t.vertex_connectivity(), n - 1);
+        }
+    }
+
+    proptest! {
+        // Each case runs several max-flow connectivity checks: keep the count moderate.
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn k_connected_has_degree_k_and_connectivity_at_least_k_minus_one(
+            n in 2usize..28, k in 1usize..8, seed: u64,
+        ) {
+            prop_assume!(n > k && (n * k) % 2 == 0);
+            let t = Topology::k_connected(n, k, seed).unwrap();
+            prop_assert!(t.is_symmetric());
+            for v in t.nodes() {
+                prop_assert_eq!(t.neighbours(v).len(), k);
+                prop_assert!(!t.may_send(v, v));
+            }
+            prop_assert!(t.vertex_connectivity() >= k - 1);
+            prop_assert_eq!(&t, &Topology::k_connected(n, k, seed).unwrap());
+        }
+
+        #[test]
+        fn connectivity_matches_brute_force(m in matrix(6)) {
+            let t = Topology::custom(&m).unwrap();
+            prop_assert_eq!(t.vertex_connectivity(), brute_connectivity(&t));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn custom_matrix_round_trips(m in matrix(12)) {
+            let t = Topology::custom(&m).unwrap();
+            prop_assert_eq!(t.to_matrix(), m.clone());
+            prop_assert_eq!(&Topology::from_edges(m.len(), t.edges()).unwrap(), &t);
+            // An empty CSV is refused on purpose (most likely a wrong file).
+            if !m.is_empty() {
+                prop_assert_eq!(&Topology::from_csv_str(&t.to_csv()).unwrap(), &t);
+            }
+            for (i, row) in m.iter().enumerate() {
+                for (j, &v) in row.iter().enumerate() {
+                    prop_assert_eq!(t.may_send(id(i), id(j)), v == 1);
+                }
+            }
+        }
+    }
+}

@@ -43,7 +43,6 @@ impl Default for ManagerConfig {
 
 /// What a successful publish did: every target received the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[must_use]
 pub struct PublishReport {
     /// The message id.
     pub id: MessageId,
