@@ -42,6 +42,7 @@ mod table;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -346,6 +347,22 @@ impl ShmStore {
                     source: e,
                 },
             })?;
+        Self::open_file(path, file)
+    }
+
+    /// Opens another, independent handle on this store (its own slot, its own mapping), as
+    /// another process would; it works after [`ShmStore::remove`] too.
+    pub fn reopen(&self) -> Result<ShmStore> {
+        let fd = format!("/proc/self/fd/{}", self.inner.file.as_raw_fd());
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(fd)
+            .map_err(io_err("reopen store file"))?;
+        Ok(Self::open_file(self.inner.path.clone(), file)?)
+    }
+
+    fn open_file(path: PathBuf, file: File) -> std::result::Result<ShmStore, ShmError> {
         let geometry = read_geometry(&file)?;
         let len = usize::try_from(geometry.total_size)
             .map_err(|_| ShmError::Corrupted("store too large".into()))?;
