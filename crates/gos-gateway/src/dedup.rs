@@ -1,0 +1,147 @@
+//! The receiver's window of recently delivered message ids: a retried delivery is recognised
+//! and answered without reaching the mailbox a second time.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+
+type Id = (Arc<str>, u128);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// A delivery with this id is under way.
+    InFlight,
+    /// Delivered.
+    Delivered,
+}
+
+/// Message ids by sending cluster: ids in flight, and the last `capacity` delivered.
+///
+/// Ids are scoped by the peer's cluster id (from its certificate), so one cluster cannot
+/// suppress another's messages by reusing their ids.
+#[derive(Debug)]
+pub(crate) struct Dedup {
+    capacity: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    slots: HashMap<Id, Slot>,
+    /// Delivered ids, oldest first; evicted past `capacity`.
+    delivered: VecDeque<Id>,
+}
+
+/// The outcome of [`Dedup::claim`].
+#[derive(Debug)]
+pub(crate) enum Claim<'a> {
+    /// First time seen: deliver it, then call [`ClaimGuard::delivered`]. Dropping the guard
+    /// without that releases the id, so that a retry can try again.
+    New(ClaimGuard<'a>),
+    /// Already delivered: a retry.
+    Delivered,
+    /// Being delivered right now by another stream.
+    InFlight,
+}
+
+/// An id claimed for delivery.
+#[derive(Debug)]
+pub(crate) struct ClaimGuard<'a> {
+    dedup: &'a Dedup,
+    id: Option<Id>,
+}
+
+impl Dedup {
+    /// A window remembering `capacity` delivered ids (at least one).
+    pub(crate) fn new(capacity: usize) -> Self {
+        Dedup {
+            capacity: capacity.max(1),
+            state: Mutex::default(),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // Every mutation below is a single map or queue call: a panic cannot tear the state.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Claims message `id` from cluster `peer`.
+    pub(crate) fn claim(&self, peer: &Arc<str>, id: u128) -> Claim<'_> {
+        let key = (peer.clone(), id);
+        let mut state = self.state();
+        match state.slots.get(&key) {
+            Some(Slot::Delivered) => Claim::Delivered,
+            Some(Slot::InFlight) => Claim::InFlight,
+            None => {
+                state.slots.insert(key.clone(), Slot::InFlight);
+                Claim::New(ClaimGuard {
+                    dedup: self,
+                    id: Some(key),
+                })
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn remembered(&self) -> usize {
+        self.state().delivered.len()
+    }
+}
+
+impl ClaimGuard<'_> {
+    /// Marks the id delivered: later claims of it are [`Claim::Delivered`].
+    pub(crate) fn delivered(mut self) {
+        let Some(id) = self.id.take() else { return };
+        let mut state = self.dedup.state();
+        state.slots.insert(id.clone(), Slot::Delivered);
+        state.delivered.push_back(id);
+        while state.delivered.len() > self.dedup.capacity {
+            if let Some(old) = state.delivered.pop_front() {
+                state.slots.remove(&old);
+            }
+        }
+    }
+}
+
+impl Drop for ClaimGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            self.dedup.state().slots.remove(&id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delivered_id_is_a_duplicate_until_it_leaves_the_window() {
+        let dedup = Dedup::new(2);
+        let a: Arc<str> = Arc::from("a");
+        let b: Arc<str> = Arc::from("b");
+        let Claim::New(guard) = dedup.claim(&a, 1) else {
+            panic!("new")
+        };
+        assert!(matches!(dedup.claim(&a, 1), Claim::InFlight));
+        // Another cluster's id space is its own.
+        assert!(matches!(dedup.claim(&b, 1), Claim::New(_)));
+        guard.delivered();
+        assert!(matches!(dedup.claim(&a, 1), Claim::Delivered));
+        for id in 2..=3 {
+            let Claim::New(g) = dedup.claim(&a, id) else {
+                panic!("new")
+            };
+            g.delivered();
+        }
+        assert_eq!(dedup.remembered(), 2);
+        assert!(matches!(dedup.claim(&a, 1), Claim::New(_)), "evicted");
+    }
+
+    #[test]
+    fn a_failed_delivery_releases_its_id() {
+        let dedup = Dedup::new(8);
+        let a: Arc<str> = Arc::from("a");
+        drop(dedup.claim(&a, 7));
+        assert!(matches!(dedup.claim(&a, 7), Claim::New(_)));
+    }
+}

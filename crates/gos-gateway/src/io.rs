@@ -1,0 +1,167 @@
+//! Reading and writing frames and objects on QUIC streams, every wait under a timeout.
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use quinn::{RecvStream, SendStream};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::GatewayError;
+use crate::frame::{self, CHECKSUM_LEN, Checksum, FrameKind, PREFIX_LEN};
+
+/// Size of the slices an object is written in: big enough to cost nothing per call, small
+/// enough that checksumming overlaps with sending.
+pub(crate) const CHUNK: usize = 1 << 20;
+
+/// Stream error codes (application codes of STOP_SENDING and RESET_STREAM).
+pub(crate) mod code {
+    /// The request was refused; the reason is in the response frame.
+    pub(crate) const REFUSED: u32 = 1;
+    /// The sender gave up on the stream.
+    pub(crate) const CANCELLED: u32 = 2;
+}
+
+/// Awaits `f`, failing with [`GatewayError::Timeout`] after `after`.
+pub(crate) async fn timed<T>(
+    operation: &'static str,
+    after: Duration,
+    f: impl Future<Output = T>,
+) -> Result<T, GatewayError> {
+    tokio::time::timeout(after, f)
+        .await
+        .map_err(|_| GatewayError::Timeout { operation, after })
+}
+
+/// Reads exactly `buf.len()` bytes.
+pub(crate) async fn read_exact(
+    recv: &mut RecvStream,
+    buf: &mut [u8],
+    io: Duration,
+) -> Result<(), GatewayError> {
+    timed("reading from the stream", io, recv.read_exact(buf)).await??;
+    Ok(())
+}
+
+/// Reads one frame header of `kind`, refusing a header over `max` before reading it.
+pub(crate) async fn read_frame<T: DeserializeOwned>(
+    recv: &mut RecvStream,
+    kind: FrameKind,
+    max: u32,
+    io: Duration,
+) -> Result<T, GatewayError> {
+    let mut prefix = [0u8; PREFIX_LEN];
+    read_exact(recv, &mut prefix, io).await?;
+    read_frame_after_prefix(recv, &prefix, kind, max, io).await
+}
+
+/// Reads the header of a frame whose prefix was read already.
+pub(crate) async fn read_frame_after_prefix<T: DeserializeOwned>(
+    recv: &mut RecvStream,
+    prefix: &[u8; PREFIX_LEN],
+    kind: FrameKind,
+    max: u32,
+    io: Duration,
+) -> Result<T, GatewayError> {
+    let len = frame::decode_prefix(prefix, kind, max)?;
+    let mut header = vec![0u8; len as usize];
+    read_exact(recv, &mut header, io).await?;
+    Ok(frame::decode_header(&header)?)
+}
+
+/// Writes one frame.
+pub(crate) async fn write_frame<T: Serialize>(
+    send: &mut SendStream,
+    kind: FrameKind,
+    header: &T,
+    io: Duration,
+) -> Result<(), GatewayError> {
+    let bytes = frame::encode(kind, header)?;
+    timed("writing to the stream", io, send.write_all(&bytes)).await??;
+    Ok(())
+}
+
+/// Writes an object and its checksum trailer. The object's bytes are handed to quinn as
+/// slices of the same buffer (no copy); the checksum is computed slice by slice as they go.
+pub(crate) async fn send_object(
+    send: &mut SendStream,
+    object: &Bytes,
+    io: Duration,
+) -> Result<(), GatewayError> {
+    let mut checksum = Checksum::new();
+    let mut at = 0;
+    while at < object.len() {
+        let end = (at + CHUNK).min(object.len());
+        checksum.update(&object[at..end]);
+        timed(
+            "writing an object",
+            io,
+            send.write_chunk(object.slice(at..end)),
+        )
+        .await??;
+        at = end;
+    }
+    let trailer = checksum.trailer();
+    timed("writing a checksum", io, send.write_all(&trailer)).await??;
+    Ok(())
+}
+
+/// Reads an object of `buf.len()` bytes straight into `buf` (a store reservation) and checks
+/// its trailer. Nothing is buffered on the way: quinn's received packets are copied once, into
+/// `buf`.
+pub(crate) async fn recv_object_into(
+    recv: &mut RecvStream,
+    buf: &mut [u8],
+    io: Duration,
+) -> Result<(), GatewayError> {
+    let mut checksum = Checksum::new();
+    let mut at = 0;
+    while at < buf.len() {
+        let end = (at + CHUNK).min(buf.len());
+        match timed("reading an object", io, recv.read(&mut buf[at..end])).await?? {
+            Some(n) => {
+                checksum.update(&buf[at..at + n]);
+                at += n;
+            }
+            None => return Err(frame::FrameError::Truncated(PREFIX_LEN + at).into()),
+        }
+    }
+    check_trailer(recv, checksum, io).await
+}
+
+/// Reads an object of `len` bytes into a new buffer and checks its trailer.
+pub(crate) async fn recv_object(
+    recv: &mut RecvStream,
+    len: usize,
+    io: Duration,
+) -> Result<Bytes, GatewayError> {
+    let mut buf = Vec::with_capacity(len);
+    let mut checksum = Checksum::new();
+    while buf.len() < len {
+        let want = (len - buf.len()).min(CHUNK);
+        match timed("reading an object", io, recv.read_chunk(want, true)).await?? {
+            Some(chunk) => {
+                checksum.update(&chunk.bytes);
+                buf.extend_from_slice(&chunk.bytes);
+            }
+            None => return Err(frame::FrameError::Truncated(buf.len()).into()),
+        }
+    }
+    check_trailer(recv, checksum, io).await?;
+    Ok(Bytes::from(buf))
+}
+
+async fn check_trailer(
+    recv: &mut RecvStream,
+    checksum: Checksum,
+    io: Duration,
+) -> Result<(), GatewayError> {
+    let mut trailer = [0u8; CHECKSUM_LEN];
+    read_exact(recv, &mut trailer, io).await?;
+    if checksum.matches(trailer) {
+        Ok(())
+    } else {
+        Err(GatewayError::ChecksumMismatch)
+    }
+}
