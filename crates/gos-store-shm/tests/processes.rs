@@ -19,6 +19,15 @@ const STORE: &str = "GOS_SHM_CHILD_STORE";
 const ARGS: &str = "GOS_SHM_CHILD_ARGS";
 const TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long a child may take: [`TIMEOUT`], or 15 minutes under `GOS_SOAK`.
+fn timeout() -> Duration {
+    if std::env::var_os("GOS_SOAK").is_some() {
+        Duration::from_secs(900)
+    } else {
+        TIMEOUT
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Values that prove their own integrity: 8 bytes of tag, then bytes derived from tag and index.
 
@@ -280,7 +289,7 @@ fn spawn(role: &str, store: &str, args: &[String]) -> Proc {
 impl Proc {
     /// The first line of the child's output starting with `prefix`.
     fn expect(&mut self, prefix: &str) -> String {
-        let deadline = Instant::now() + TIMEOUT;
+        let deadline = Instant::now() + timeout();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
@@ -306,7 +315,7 @@ impl Proc {
     }
 
     fn wait_ok(mut self) {
-        let deadline = Instant::now() + TIMEOUT;
+        let deadline = Instant::now() + timeout();
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 assert!(status.success(), "child failed: {status}");
@@ -531,7 +540,7 @@ fn sigkill_of_a_reader_holding_pins_frees_what_it_pinned() {
 #[test]
 fn multi_process_stress_keeps_every_invariant() {
     let soak = std::env::var_os("GOS_SOAK").is_some();
-    let (procs, ops) = if soak { (8, 50_000) } else { (4, 2_500) };
+    let (procs, ops) = if soak { (8, 20_000) } else { (4, 2_500) };
     let t = TestStore::new(
         "stress",
         ShmConfig::new(Limits::with_capacity(2 << 20).max_entries(20)).arena_bytes(4 << 20),
