@@ -1,0 +1,95 @@
+//! GOS, the Global Object Store: move model weights between the nodes of a federated or
+//! distributed training job through an object store, and only their keys through the bus.
+//!
+//! This is the facade: it re-exports the parts behind features and adds what a training loop
+//! wants, [`FederatedNode`] (share, gather, release, with a defined delete rule) and building a
+//! cluster from a TOML file ([`ClusterConfig`], [`Cluster`]).
+//!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `memory` | yes | [`MemoryStore`] (`gos-store-memory`): in-process, zero-copy |
+//! | `shm` | no | `ShmStore` (`gos-store-shm`, as `gos::shm`): one store for all processes of a host |
+//! | `gateway` | no | `gos-gateway` (as `gos::gateway`): QUIC between clusters, `RemoteStore`, hybrid topology |
+//!
+//! # A round
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use gos::{Federation, MemoryStore, ObjectStore, Topology};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), gos::GosError> {
+//! let store = Arc::new(MemoryStore::default());
+//! let federation = Federation::new("my_experiment", Topology::full(4)?, store.clone());
+//! let mut nodes = federation.nodes()?;
+//!
+//! // Every node shares its weights: into the store, and only the key onto the bus.
+//! for node in &mut nodes {
+//!     node.share(42, Bytes::from(vec![1u8; 1 << 20])).await?;
+//! }
+//! // Every node gathers its neighbours' weights (zero-copy), aggregates, releases them.
+//! for node in &mut nodes {
+//!     let inputs = node.gather(42, Duration::from_secs(5)).await?;
+//!     assert_eq!(inputs.len(), 3);
+//!     for input in inputs {
+//!         node.release(input).await?;
+//!     }
+//! }
+//! // The last reader of each key deleted it; the bus carried keys only.
+//! assert!(store.is_empty().await?);
+//! assert!(federation.manager().stats().bytes < 12 * 200);
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs, unreachable_pub)]
+#![forbid(unsafe_code)]
+
+mod bus;
+mod cluster;
+pub mod config;
+mod error;
+mod node;
+
+pub use bus::{Bus, Inbox};
+pub use cluster::{Cluster, Federation, open_store};
+pub use config::{ClusterConfig, ConfigError};
+pub use error::GosError;
+pub use node::{DeletePolicy, FederatedNode, READERS_HEADER, Received, Shared};
+
+pub use bytes::Bytes;
+pub use gos_store::{
+    Error as StoreError, KeyError, KeyPrefix, Limits, ObjectKey, ObjectStore, PutMode, Reservation,
+    StoreStats,
+};
+pub use gos_topology::{
+    Mailbox, ManagerConfig, Message, MessageId, MessageKind, NodeId, RoutingStats, Targets,
+    Topology, TopologyError, TopologyManager,
+};
+
+/// The storage contract (`gos-store`), in full.
+pub mod store {
+    pub use gos_store::*;
+}
+
+/// Topologies, messages and the manager (`gos-topology`), in full.
+pub mod topology {
+    pub use gos_topology::*;
+}
+
+#[cfg(feature = "memory")]
+pub use gos_store_memory::MemoryStore;
+
+/// The shared-memory backend (`gos-store-shm`).
+#[cfg(feature = "shm")]
+pub mod shm {
+    pub use gos_store_shm::*;
+}
+
+/// ICRF: gateways between clusters (`gos-gateway`).
+#[cfg(feature = "gateway")]
+pub mod gateway {
+    pub use gos_gateway::*;
+}
