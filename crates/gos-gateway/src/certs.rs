@@ -190,7 +190,9 @@ impl FederationCa {
             return Err(CertError::InvalidClusterId(cluster_id.to_owned()));
         }
         let mut params = CertificateParams::new(vec![cluster_dns_name(cluster_id)])?;
-        params.distinguished_name.push(DnType::CommonName, cluster_id);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, cluster_id);
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![
@@ -291,6 +293,9 @@ mod tests {
             ca.issue("Not_Valid"),
             Err(CertError::InvalidClusterId(_))
         ));
-        assert!(Identity::read(&ca_cert, &cert).is_err(), "a cert is not a key");
+        assert!(
+            Identity::read(&ca_cert, &cert).is_err(),
+            "a cert is not a key"
+        );
     }
 }

@@ -68,8 +68,12 @@ impl Link {
 
     /// The live connection, or a new one if there is none or it was closed.
     pub(crate) async fn connection(&self) -> Result<Connection, GatewayError> {
-        let mut guard = timed("waiting for the connection", self.timeouts.connect, self.conn.lock())
-            .await?;
+        let mut guard = timed(
+            "waiting for the connection",
+            self.timeouts.connect,
+            self.conn.lock(),
+        )
+        .await?;
         if let Some(conn) = guard.as_ref()
             && conn.close_reason().is_none()
         {

@@ -4,7 +4,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
-type Id = (Arc<str>, u128);
+/// (sending cluster, message id, target node): one message published to several nodes of a
+/// cluster is one delivery per node.
+type Id = (Arc<str>, u128, u32);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Slot {
@@ -64,9 +66,9 @@ impl Dedup {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Claims message `id` from cluster `peer`.
-    pub(crate) fn claim(&self, peer: &Arc<str>, id: u128) -> Claim<'_> {
-        let key = (peer.clone(), id);
+    /// Claims message `id` from cluster `peer` for node `to`.
+    pub(crate) fn claim(&self, peer: &Arc<str>, id: u128, to: u32) -> Claim<'_> {
+        let key = (peer.clone(), id, to);
         let mut state = self.state();
         match state.slots.get(&key) {
             Some(Slot::Delivered) => Claim::Delivered,
@@ -119,29 +121,30 @@ mod tests {
         let dedup = Dedup::new(2);
         let a: Arc<str> = Arc::from("a");
         let b: Arc<str> = Arc::from("b");
-        let Claim::New(guard) = dedup.claim(&a, 1) else {
+        let Claim::New(guard) = dedup.claim(&a, 1, 0) else {
             panic!("new")
         };
-        assert!(matches!(dedup.claim(&a, 1), Claim::InFlight));
-        // Another cluster's id space is its own.
-        assert!(matches!(dedup.claim(&b, 1), Claim::New(_)));
+        assert!(matches!(dedup.claim(&a, 1, 0), Claim::InFlight));
+        // Another cluster's id space is its own, and so is another target node's.
+        assert!(matches!(dedup.claim(&b, 1, 0), Claim::New(_)));
+        assert!(matches!(dedup.claim(&a, 1, 1), Claim::New(_)));
         guard.delivered();
-        assert!(matches!(dedup.claim(&a, 1), Claim::Delivered));
+        assert!(matches!(dedup.claim(&a, 1, 0), Claim::Delivered));
         for id in 2..=3 {
-            let Claim::New(g) = dedup.claim(&a, id) else {
+            let Claim::New(g) = dedup.claim(&a, id, 0) else {
                 panic!("new")
             };
             g.delivered();
         }
         assert_eq!(dedup.remembered(), 2);
-        assert!(matches!(dedup.claim(&a, 1), Claim::New(_)), "evicted");
+        assert!(matches!(dedup.claim(&a, 1, 0), Claim::New(_)), "evicted");
     }
 
     #[test]
     fn a_failed_delivery_releases_its_id() {
         let dedup = Dedup::new(8);
         let a: Arc<str> = Arc::from("a");
-        drop(dedup.claim(&a, 7));
-        assert!(matches!(dedup.claim(&a, 7), Claim::New(_)));
+        drop(dedup.claim(&a, 7, 0));
+        assert!(matches!(dedup.claim(&a, 7, 0), Claim::New(_)));
     }
 }

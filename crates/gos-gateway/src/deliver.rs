@@ -25,7 +25,12 @@ pub trait DeliveryTarget: Send + Sync + fmt::Debug + 'static {
 
 #[async_trait]
 impl DeliveryTarget for TopologyManager {
-    async fn deliver(&self, _from: &str, to: NodeId, message: Message) -> Result<(), TopologyError> {
+    async fn deliver(
+        &self,
+        _from: &str,
+        to: NodeId,
+        message: Message,
+    ) -> Result<(), TopologyError> {
         TopologyManager::deliver(self, to, message).await
     }
 }
@@ -58,7 +63,11 @@ impl Peer {
 
     /// Checks that the peer answers; returns the cluster id it says it serves.
     pub async fn ping(&self) -> Result<String, GatewayError> {
-        match self.link.call(&Request::Ping, None, Retry::Idempotent).await? {
+        match self
+            .link
+            .call(&Request::Ping, None, Retry::Idempotent)
+            .await?
+        {
             (Reply::Pong { cluster }, _) => Ok(cluster),
             (other, _) => Err(GatewayError::UnexpectedReply(format!("{other:?}"))),
         }

@@ -61,6 +61,17 @@ pub enum GatewayError {
     /// The cluster is not on our allow-list.
     #[error("cluster `{0}` is not on the allow-list")]
     NotAllowed(String),
+    /// A node is not in this cluster (registering it, or sending from it).
+    #[error("node {node} belongs to cluster `{cluster}`, not to this one")]
+    ForeignNode {
+        /// The node.
+        node: u32,
+        /// Its cluster.
+        cluster: String,
+    },
+    /// A hybrid topology's cluster assignment does not fit its graph.
+    #[error("invalid hybrid topology: {0}")]
+    InvalidHybrid(String),
     /// A local store operation failed.
     #[error(transparent)]
     Store(#[from] gos_store::Error),

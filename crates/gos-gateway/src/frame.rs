@@ -601,8 +601,7 @@ mod tests {
         for e in cases {
             let wire = RemoteError::from(&e);
             let bytes = encode(FrameKind::Response, &Response::Err(wire)).unwrap();
-            let (Response::Err(back), _) = decode(&bytes, FrameKind::Response, MAX).unwrap()
-            else {
+            let (Response::Err(back), _) = decode(&bytes, FrameKind::Response, MAX).unwrap() else {
                 panic!("not an error")
             };
             let back = gos_store::Error::from(back);

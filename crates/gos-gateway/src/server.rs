@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use gos_store::{ObjectKey, ObjectStore, PutMode};
+use gos_store::{BufferedReservation, ObjectKey, ObjectStore, PutMode};
 use quinn::{Connection, Endpoint, RecvStream, SendStream, VarInt};
 
 use crate::client::Link;
@@ -163,7 +163,8 @@ impl Gateway {
         self.accept.abort();
         self.endpoint
             .close(VarInt::from_u32(0), b"gateway shutting down");
-        let _ = tokio::time::timeout(self.inner.config.timeouts.io, self.endpoint.wait_idle()).await;
+        let _ =
+            tokio::time::timeout(self.inner.config.timeouts.io, self.endpoint.wait_idle()).await;
     }
 }
 
@@ -178,7 +179,13 @@ async fn accept_loop(endpoint: Endpoint, inner: Arc<Inner>) {
         let inner = inner.clone();
         tokio::spawn(async move {
             let remote = incoming.remote_address();
-            let conn = match timed("handshake", inner.config.timeouts.connect, incoming.into_future()).await {
+            let conn = match timed(
+                "handshake",
+                inner.config.timeouts.connect,
+                incoming.into_future(),
+            )
+            .await
+            {
                 Ok(Ok(conn)) => conn,
                 Ok(Err(e)) => {
                     tracing::info!(%remote, "refused a connection: {e}");
@@ -231,7 +238,12 @@ enum Answer {
     Object(Bytes),
 }
 
-async fn serve_stream(mut send: SendStream, mut recv: RecvStream, peer: Arc<str>, inner: Arc<Inner>) {
+async fn serve_stream(
+    mut send: SendStream,
+    mut recv: RecvStream,
+    peer: Arc<str>,
+    inner: Arc<Inner>,
+) {
     let io = inner.config.timeouts.io;
     let answer = handle(&mut recv, &peer, &inner).await;
     let result = match answer {
@@ -259,7 +271,10 @@ async fn serve_stream(mut send: SendStream, mut recv: RecvStream, peer: Arc<str>
             io::write_frame(&mut send, FrameKind::Response, &Response::Err(e), io).await
         }
     };
-    match result.and_then(|()| send.finish().map_err(|e| GatewayError::Stream(e.to_string()))) {
+    match result.and_then(|()| {
+        send.finish()
+            .map_err(|e| GatewayError::Stream(e.to_string()))
+    }) {
         Ok(()) => {
             bump(&inner.stats.requests_ok, 1);
             // Let the answer reach the client before the stream is dropped.
@@ -288,7 +303,11 @@ fn store_error(e: gos_store::Error) -> RemoteError {
     RemoteError::from(&e)
 }
 
-async fn handle(recv: &mut RecvStream, peer: &Arc<str>, inner: &Inner) -> Result<Answer, RemoteError> {
+async fn handle(
+    recv: &mut RecvStream,
+    peer: &Arc<str>,
+    inner: &Inner,
+) -> Result<Answer, RemoteError> {
     let io = inner.config.timeouts.io;
     let request: Request = io::read_frame(
         recv,
@@ -302,7 +321,10 @@ async fn handle(recv: &mut RecvStream, peer: &Arc<str>, inner: &Inner) -> Result
     // Every store call is a wait too.
     macro_rules! op {
         ($name:literal, $e:expr) => {
-            timed($name, io, $e).await.map_err(remote)?.map_err(store_error)?
+            timed($name, io, $e)
+                .await
+                .map_err(remote)?
+                .map_err(store_error)?
         };
     }
     Ok(Answer::Reply(match request {
@@ -351,10 +373,30 @@ async fn receive_object(
         max: usize::MAX as u64,
     })?;
     let store = &inner.store;
-    let mut reservation = timed("store reserve", io, store.reserve(size))
+    let mut reservation = match timed("store reserve", io, store.reserve(size))
         .await
         .map_err(remote)?
-        .map_err(store_error)?;
+    {
+        Ok(reservation) => reservation,
+        // A reservation is checked against the space free now; an overwrite also frees the
+        // old value. When that makes it fit, fall back to a buffer in process memory and let
+        // the put at commit check again (what the default `reserve` does anyway).
+        Err(gos_store::Error::StoreFull { available, .. }) if mode == PutMode::Overwrite => {
+            let old = timed("store get", io, store.get(key))
+                .await
+                .map_err(remote)?
+                .map_err(store_error)?
+                .map_or(0, |v| v.len() as u64);
+            if len > available.saturating_add(old) {
+                return Err(RemoteError::StoreFull {
+                    requested: len,
+                    available: available.saturating_add(old),
+                });
+            }
+            Box::new(BufferedReservation::new(&**store, size))
+        }
+        Err(e) => return Err(store_error(e)),
+    };
     io::recv_object_into(recv, reservation.as_mut_slice(), io)
         .await
         .map_err(remote)?;
@@ -380,7 +422,7 @@ async fn deliver(
         ));
     };
     let id = delivery.message.id.0;
-    let claim = match inner.dedup.claim(peer, id) {
+    let claim = match inner.dedup.claim(peer, id, delivery.to) {
         Claim::New(claim) => claim,
         Claim::Delivered => {
             bump(&inner.stats.duplicates, 1);

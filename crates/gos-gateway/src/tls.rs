@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 
@@ -208,7 +208,8 @@ pub fn server_config(
     allowed: AllowList,
 ) -> Result<rustls::ServerConfig, TlsError> {
     let provider = provider();
-    let inner = WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider.clone()).build()?;
+    let inner =
+        WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider.clone()).build()?;
     let verifier = Arc::new(AllowListVerifier { inner, allowed });
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -235,9 +236,9 @@ pub fn client_config(
 
 /// The cluster id of the peer of an established connection, from its certificate.
 pub fn peer_cluster_id(conn: &quinn::Connection) -> Result<String, TlsError> {
-    let identity = conn
-        .peer_identity()
-        .ok_or(TlsError::BadCertificate("the peer sent no certificate".into()))?;
+    let identity = conn.peer_identity().ok_or(TlsError::BadCertificate(
+        "the peer sent no certificate".into(),
+    ))?;
     let chain = identity
         .downcast::<Vec<CertificateDer<'static>>>()
         .map_err(|_| TlsError::BadCertificate("unexpected peer identity type".into()))?;
@@ -257,7 +258,16 @@ mod tests {
         for ok in ["a", "cluster-1", "x".repeat(63).as_str()] {
             assert!(validate_cluster_id(ok), "{ok}");
         }
-        for bad in ["", "-a", "a-", "A", "a.b", "a_b", "x".repeat(64).as_str(), "*"] {
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "A",
+            "a.b",
+            "a_b",
+            "x".repeat(64).as_str(),
+            "*",
+        ] {
             assert!(!validate_cluster_id(bad), "{bad}");
         }
     }

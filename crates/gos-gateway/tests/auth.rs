@@ -1,6 +1,7 @@
 //! Each authentication failure is refused: no client certificate, a certificate from another
 //! CA, a cluster not on the allow-list (either side), a wrong ALPN. None of them gets a
 //! request in or an answer out.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -44,7 +45,9 @@ async fn anything_gets_through(
         send.write_all(&frame::encode(FrameKind::Request, &put).unwrap())
             .await
             .ok()?;
-        send.write_all(&frame::Checksum::new().trailer()).await.ok()?;
+        send.write_all(&frame::Checksum::new().trailer())
+            .await
+            .ok()?;
         send.finish().ok()?;
         let mut prefix = [0u8; frame::PREFIX_LEN];
         recv.read_exact(&mut prefix).await.ok()
@@ -57,7 +60,9 @@ async fn anything_gets_through(
     answered || !gateway.store().is_empty().await.unwrap()
 }
 
-fn base(ca: &FederationCa) -> rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert> {
+fn base(
+    ca: &FederationCa,
+) -> rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.cert_der().unwrap()).unwrap();
     rustls::ClientConfig::builder_with_provider(gos_gateway::tls::provider())

@@ -1,5 +1,6 @@
 //! Malformed, truncated and oversized frames from a raw client are answered with an error,
 //! while the gateway keeps serving other requests, on the same connection and on others.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -19,15 +20,22 @@ async fn bad_frames_are_answered_with_errors_and_others_are_still_served() {
     let store = memory(1 << 30);
     let mut config = fed.gateway_config("alpha", &["beta", "gamma"]);
     config.limits.max_object = 8 << 20;
-    let gw = gos_gateway::Gateway::start(config, store.clone()).await.unwrap();
+    let gw = gos_gateway::Gateway::start(config, store.clone())
+        .await
+        .unwrap();
 
     // A well-behaved client keeps working the whole time.
-    let good = RemoteStore::connect(fed.client("gamma", &gw)).await.unwrap();
+    let good = RemoteStore::connect(fed.client("gamma", &gw))
+        .await
+        .unwrap();
     let worker = tokio::spawn(async move {
         for i in 0..50u32 {
             let key = ObjectKey::new(format!("good/{i}")).unwrap();
             good.put(&key, pattern(64 << 10, i as u8)).await.unwrap();
-            assert_eq!(good.get(&key).await.unwrap().unwrap(), pattern(64 << 10, i as u8));
+            assert_eq!(
+                good.get(&key).await.unwrap().unwrap(),
+                pattern(64 << 10, i as u8)
+            );
         }
     });
 
@@ -40,12 +48,17 @@ async fn bad_frames_are_answered_with_errors_and_others_are_still_served() {
     let valid = frame::encode(FrameKind::Request, &put(4)).unwrap();
 
     // Garbage.
-    assert!(bad_frame(&raw_request(&conn, b"GET / HTTP/1.1\r\n\r\n").await));
+    assert!(bad_frame(
+        &raw_request(&conn, b"GET / HTTP/1.1\r\n\r\n").await
+    ));
     // An unknown version.
     let mut v = valid.clone();
     v[2] = 200;
     let r = raw_request(&conn, &v).await;
-    assert!(bad_frame(&r) && format!("{r:?}").contains("version"), "{r:?}");
+    assert!(
+        bad_frame(&r) && format!("{r:?}").contains("version"),
+        "{r:?}"
+    );
     // A response where a request belongs.
     let mut k = valid.clone();
     k[3] = FrameKind::Response as u8;
@@ -54,9 +67,14 @@ async fn bad_frames_are_answered_with_errors_and_others_are_still_served() {
     let mut huge = valid[..frame::PREFIX_LEN].to_vec();
     huge[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
     let r = raw_request(&conn, &huge).await;
-    assert!(bad_frame(&r) && format!("{r:?}").contains("larger"), "{r:?}");
+    assert!(
+        bad_frame(&r) && format!("{r:?}").contains("larger"),
+        "{r:?}"
+    );
     // A header cut short, and an empty stream.
-    assert!(bad_frame(&raw_request(&conn, &valid[..valid.len() - 2]).await));
+    assert!(bad_frame(
+        &raw_request(&conn, &valid[..valid.len() - 2]).await
+    ));
     assert!(bad_frame(&raw_request(&conn, &[]).await));
     // A header that is not postcard for a request.
     let mut junk = valid[..frame::PREFIX_LEN].to_vec();
@@ -74,7 +92,10 @@ async fn bad_frames_are_answered_with_errors_and_others_are_still_served() {
         raw_request(&conn, &big).await,
         Response::Err(RemoteError::TooLarge { size, max }) if size == 1 << 40 && max == 8 << 20
     ));
-    assert_eq!(store.get(&ObjectKey::new("evil/1").unwrap()).await.unwrap(), None);
+    assert_eq!(
+        store.get(&ObjectKey::new("evil/1").unwrap()).await.unwrap(),
+        None
+    );
 
     // The same connection still serves a valid request.
     let mut ok = valid.clone();

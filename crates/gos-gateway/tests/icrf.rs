@@ -1,5 +1,6 @@
 //! Two gateways on 127.0.0.1 in one process: messages and 64 MiB objects across clusters,
 //! exactly-once retries, transfers cut mid-object, corrupted payloads, slow readers.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -25,19 +26,28 @@ async fn two_clusters_exchange_messages_and_64_mib_objects() {
     let key = ObjectKey::round("fed", "node_0", 1).unwrap();
     let weights = pattern(BIG, 7);
     let msg = Message::key("fed", NodeId(0), 1, &key);
-    let done = to_b.deliver(NodeId(1), &msg, Some((&key, &weights))).await.unwrap();
+    let done = to_b
+        .deliver(NodeId(1), &msg, Some((&key, &weights)))
+        .await
+        .unwrap();
     assert!(!done.duplicate);
     let got = b1.recv_timeout(Duration::from_secs(3)).await.unwrap();
     assert_eq!(got, msg, "the key-only message arrives as sent");
     assert_eq!(got.body_key(), Some(key.clone()));
     let stored = b.store.get(&key).await.unwrap().unwrap();
-    assert!(stored == weights, "the object is stored under the same key, intact");
+    assert!(
+        stored == weights,
+        "the object is stored under the same key, intact"
+    );
 
     // And back, a message without an object.
     let to_a = b.gateway.peer("cluster-a", addr(&a.gateway)).unwrap();
     let reply = Message::control("fed", NodeId(1), 1).with_header("ack", "1");
     to_a.deliver(NodeId(2), &reply, None).await.unwrap();
-    assert_eq!(a2.recv_timeout(Duration::from_secs(3)).await.unwrap(), reply);
+    assert_eq!(
+        a2.recv_timeout(Duration::from_secs(3)).await.unwrap(),
+        reply
+    );
 
     // The peer's store through the same connection.
     let remote_b = to_b.store().await.unwrap();
@@ -81,11 +91,20 @@ async fn a_retried_delivery_reaches_the_mailbox_once() {
 
     // The sender retries the same message id through its gateway.
     let peer = a.gateway.peer("cluster-b", addr(&b.gateway)).unwrap();
-    let again = peer.deliver(NodeId(1), &msg, Some((&key, &object))).await.unwrap();
+    let again = peer
+        .deliver(NodeId(1), &msg, Some((&key, &object)))
+        .await
+        .unwrap();
     assert!(again.duplicate);
-    let once = peer.deliver(NodeId(1), &msg, Some((&key, &object))).await.unwrap();
+    let once = peer
+        .deliver(NodeId(1), &msg, Some((&key, &object)))
+        .await
+        .unwrap();
     assert!(once.duplicate);
-    assert_eq!(mailbox.recv_timeout(Duration::from_secs(1)).await.unwrap(), msg);
+    assert_eq!(
+        mailbox.recv_timeout(Duration::from_secs(1)).await.unwrap(),
+        msg
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(mailbox.try_recv().is_err(), "delivered exactly once");
     assert_eq!(b.gateway.stats().delivered, 1);
@@ -185,7 +204,10 @@ async fn a_slow_reader_gets_every_byte_with_large_windows() {
         .unwrap();
     send.finish().unwrap();
     let response = read_response(&mut recv).await;
-    assert_eq!(response, Response::Ok(Reply::Object(Some(object.len() as u64))));
+    assert_eq!(
+        response,
+        Response::Ok(Reply::Object(Some(object.len() as u64)))
+    );
     // Let the gateway fill the whole stream window before reading anything ...
     tokio::time::sleep(Duration::from_millis(300)).await;
     // ... then read in small pieces, pausing often.
@@ -211,9 +233,13 @@ async fn a_slow_reader_gets_every_byte_with_large_windows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivery_to_a_store_only_gateway_or_an_unknown_node_is_refused() {
     let fed = Fed::new();
-    let store_only = fed.gateway("cluster-s", &["cluster-a"], memory(1 << 20)).await;
+    let store_only = fed
+        .gateway("cluster-s", &["cluster-a"], memory(1 << 20))
+        .await;
     let b = fed.cluster("cluster-b", &["cluster-a"], 2).await;
-    let a = fed.cluster("cluster-a", &["cluster-b", "cluster-s"], 2).await;
+    let a = fed
+        .cluster("cluster-a", &["cluster-b", "cluster-s"], 2)
+        .await;
     let msg = Message::control("fed", NodeId(0), 1);
     let to_s = a.gateway.peer("cluster-s", addr(&store_only)).unwrap();
     assert!(matches!(
@@ -229,5 +255,8 @@ async fn a_delivery_to_a_store_only_gateway_or_an_unknown_node_is_refused() {
     // A failed delivery does not burn the id: once the node is there, the same message goes.
     let mut mailbox = b.manager.register(NodeId(1)).unwrap();
     assert!(!to_b.deliver(NodeId(1), &msg, None).await.unwrap().duplicate);
-    assert_eq!(mailbox.recv_timeout(Duration::from_secs(1)).await.unwrap(), msg);
+    assert_eq!(
+        mailbox.recv_timeout(Duration::from_secs(1)).await.unwrap(),
+        msg
+    );
 }

@@ -1,4 +1,5 @@
 //! RemoteStore against a gateway on 127.0.0.1: every operation, typed errors, reconnects.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -14,7 +15,9 @@ async fn every_store_operation_works_through_the_gateway() {
     let fed = Fed::new();
     let store = memory(1 << 30);
     let gw = fed.gateway("alpha", &["client-1"], store.clone()).await;
-    let remote = RemoteStore::connect(fed.client("client-1", &gw)).await.unwrap();
+    let remote = RemoteStore::connect(fed.client("client-1", &gw))
+        .await
+        .unwrap();
     assert_eq!(remote.limits(), store.limits());
     assert_eq!(remote.cluster(), "alpha");
 
@@ -27,11 +30,20 @@ async fn every_store_operation_works_through_the_gateway() {
     assert_eq!(store.get(&a).await.unwrap().as_deref(), Some(&b"one"[..]));
     assert_eq!(remote.get(&b).await.unwrap(), Some(Bytes::new()));
     assert_eq!(remote.get(&c).await.unwrap(), Some(pattern(3 << 20, 1)));
-    assert_eq!(remote.get(&ObjectKey::new("x").unwrap()).await.unwrap(), None);
+    assert_eq!(
+        remote.get(&ObjectKey::new("x").unwrap()).await.unwrap(),
+        None
+    );
     assert_eq!(remote.len().await.unwrap(), 3);
-    assert_eq!(remote.keys().await.unwrap(), vec![a.clone(), b.clone(), c.clone()]);
+    assert_eq!(
+        remote.keys().await.unwrap(),
+        vec![a.clone(), b.clone(), c.clone()]
+    );
     let fed_prefix = KeyPrefix::new("fed").unwrap();
-    assert_eq!(remote.keys_with_prefix(&fed_prefix).await.unwrap(), vec![a.clone(), b.clone()]);
+    assert_eq!(
+        remote.keys_with_prefix(&fed_prefix).await.unwrap(),
+        vec![a.clone(), b.clone()]
+    );
     assert_eq!(remote.stats().await.unwrap(), store.stats().await.unwrap());
     assert!(matches!(
         remote.put_opts(&a, Bytes::from_static(b"two"), PutMode::Create).await,
@@ -48,10 +60,14 @@ async fn every_store_operation_works_through_the_gateway() {
 async fn limit_errors_come_back_typed_and_nothing_is_sent_for_nothing() {
     let fed = Fed::new();
     let store = std::sync::Arc::new(gos_store_memory::MemoryStore::new(
-        Limits::with_capacity(1 << 20).max_value_size(512 << 10).max_entries(2),
+        Limits::with_capacity(1 << 20)
+            .max_value_size(512 << 10)
+            .max_entries(2),
     ));
     let gw = fed.gateway("alpha", &["client-1"], store.clone()).await;
-    let remote = RemoteStore::connect(fed.client("client-1", &gw)).await.unwrap();
+    let remote = RemoteStore::connect(fed.client("client-1", &gw))
+        .await
+        .unwrap();
     let key = |i: u32| ObjectKey::new(format!("k/{i}")).unwrap();
     assert!(matches!(
         remote.put(&key(0), pattern(600 << 10, 0)).await,
@@ -97,6 +113,8 @@ async fn a_dropped_connection_is_re_established() {
     // ... and once it is back on the same address, the client reconnects by itself.
     let mut config = fed.gateway_config("alpha", &["client-1"]);
     config.listen = at;
-    let _gw = gos_gateway::Gateway::start(config, store.clone()).await.unwrap();
+    let _gw = gos_gateway::Gateway::start(config, store.clone())
+        .await
+        .unwrap();
     assert_eq!(remote.get(&key).await.unwrap().as_deref(), Some(&b"v1"[..]));
 }

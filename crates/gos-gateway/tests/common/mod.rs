@@ -1,6 +1,6 @@
 //! Helpers shared by the gateway's integration tests: a federation CA, gateways on 127.0.0.1
 //! with short timeouts, clients and raw quinn connections.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,8 +44,15 @@ impl Fed {
         config
     }
 
-    pub async fn gateway(&self, id: &str, allowed: &[&str], store: Arc<dyn ObjectStore>) -> Gateway {
-        Gateway::start(self.gateway_config(id, allowed), store).await.unwrap()
+    pub async fn gateway(
+        &self,
+        id: &str,
+        allowed: &[&str],
+        store: Arc<dyn ObjectStore>,
+    ) -> Gateway {
+        Gateway::start(self.gateway_config(id, allowed), store)
+            .await
+            .unwrap()
     }
 
     pub fn client(&self, id: &str, gateway: &Gateway) -> ClientConfig {
@@ -78,7 +85,9 @@ pub async fn raw_connection(fed: &Fed, id: &str, gateway: &Gateway) -> quinn::Co
     let transport = TransportTuning::default();
     let t = Arc::new(transport.transport_config(&timeouts()));
     let client = tls.quinn_client(t).unwrap();
-    let endpoint = transport.endpoint(LOCALHOST.parse().unwrap(), None).unwrap();
+    let endpoint = transport
+        .endpoint(LOCALHOST.parse().unwrap(), None)
+        .unwrap();
     let name = gos_gateway::tls::cluster_dns_name(gateway.cluster_id());
     endpoint
         .connect_with(client, gateway.local_addr().unwrap(), &name)
@@ -108,7 +117,8 @@ pub struct Cluster {
 
 impl Fed {
     pub async fn cluster(&self, id: &str, allowed: &[&str], nodes: usize) -> Cluster {
-        self.cluster_with(self.gateway_config(id, allowed), nodes).await
+        self.cluster_with(self.gateway_config(id, allowed), nodes)
+            .await
     }
 
     pub async fn cluster_with(&self, config: GatewayConfig, nodes: usize) -> Cluster {
@@ -155,7 +165,10 @@ pub async fn read_response(recv: &mut quinn::RecvStream) -> gos_gateway::frame::
 pub async fn eventually(mut f: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while !f().await {
-        assert!(tokio::time::Instant::now() < deadline, "condition not reached in 5 s");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached in 5 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

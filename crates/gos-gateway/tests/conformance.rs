@@ -1,0 +1,99 @@
+//! `RemoteStore` over loopback QUIC against the whole `gos-conformance` suite: every case gets
+//! a fresh `MemoryStore` behind a fresh gateway, and a reopened handle is a second client with
+//! its own connection.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use common::*;
+use gos_conformance::{StoreFactory, SuiteConfig};
+use gos_gateway::{Gateway, RemoteStore};
+use gos_store::{KeyPrefix, Limits, ObjectKey, ObjectStore, PutMode, Result, StoreStats};
+use gos_store_memory::MemoryStore;
+
+/// A `RemoteStore` that keeps its gateway (and the store behind it) alive.
+#[derive(Debug)]
+struct ThroughGateway {
+    remote: RemoteStore,
+    _gateway: Arc<Gateway>,
+}
+
+#[async_trait]
+impl ObjectStore for ThroughGateway {
+    async fn put_opts(&self, key: &ObjectKey, value: Bytes, mode: PutMode) -> Result<()> {
+        self.remote.put_opts(key, value, mode).await
+    }
+    async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>> {
+        self.remote.get(key).await
+    }
+    async fn delete(&self, key: &ObjectKey) -> Result<bool> {
+        self.remote.delete(key).await
+    }
+    async fn keys_with_prefix(&self, prefix: &KeyPrefix) -> Result<Vec<ObjectKey>> {
+        self.remote.keys_with_prefix(prefix).await
+    }
+    async fn delete_prefix(&self, prefix: &KeyPrefix) -> Result<usize> {
+        self.remote.delete_prefix(prefix).await
+    }
+    async fn len(&self) -> Result<usize> {
+        self.remote.len().await
+    }
+    async fn stats(&self) -> Result<StoreStats> {
+        self.remote.stats().await
+    }
+    fn limits(&self) -> Limits {
+        self.remote.limits()
+    }
+}
+
+struct Remote {
+    fed: Fed,
+}
+
+impl Remote {
+    async fn client(&self, gateway: &Arc<Gateway>) -> Result<Arc<ThroughGateway>> {
+        let remote = RemoteStore::connect(self.fed.client("client", gateway)).await?;
+        Ok(Arc::new(ThroughGateway {
+            remote,
+            _gateway: gateway.clone(),
+        }))
+    }
+}
+
+#[async_trait]
+impl StoreFactory for Remote {
+    type Store = ThroughGateway;
+
+    async fn create(&self, limits: Limits) -> Result<Arc<ThroughGateway>> {
+        let store = Arc::new(MemoryStore::new(limits));
+        let config = self.fed.gateway_config("server", &["client"]);
+        let gateway = Arc::new(Gateway::start(config, store).await?);
+        self.client(&gateway).await
+    }
+
+    async fn reopen(&self, store: &Arc<ThroughGateway>) -> Result<Arc<ThroughGateway>> {
+        self.client(&store._gateway).await
+    }
+}
+
+fn config() -> SuiteConfig {
+    // Each case starts a gateway; `GOS_CONFORMANCE_CASES` (cargo xtask soak) runs many more.
+    let config = SuiteConfig::default();
+    if std::env::var_os("GOS_CONFORMANCE_CASES").is_some() {
+        config
+    } else {
+        config.cases(32)
+    }
+}
+
+#[test]
+fn remote_store_conforms_over_loopback_quic() {
+    gos_conformance::run(
+        Remote { fed: Fed::new() },
+        config().handles(2).big_value_size(16 << 20),
+    );
+}
