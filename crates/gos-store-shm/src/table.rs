@@ -154,8 +154,12 @@ impl Tables<'_> {
             self.buckets[bucket] = self.records[id as usize].next;
             return;
         }
-        while at != NIL {
-            let next = self.records[at as usize].next;
+        // Bounded, so that a corrupt (cyclic) chain cannot hang the store under its lock.
+        for _ in 0..self.records.len() {
+            let Some(rec) = self.records.get(at as usize) else {
+                return;
+            };
+            let next = rec.next;
             if next == id {
                 self.records[at as usize].next = self.records[id as usize].next;
                 return;

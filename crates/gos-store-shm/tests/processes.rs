@@ -590,3 +590,30 @@ fn multi_process_stress_keeps_every_invariant() {
         assert_eq!(report.free_bytes, report.arena_bytes);
     });
 }
+
+#[test]
+fn a_store_whose_processes_all_died_is_cleaned_up() {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let name = format!(
+        "proc-abandoned-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let store =
+        ShmStore::create(&name, ShmConfig::new(Limits::with_capacity(1 << 20))).expect("create");
+    let path = store.path().to_owned();
+    drop(store);
+    let mut writer = spawn("stall-writer", &name, &["4096".to_owned()]);
+    writer.expect("RESERVED");
+    assert!(
+        !ShmStore::remove_if_abandoned(&name).expect("check"),
+        "a live process uses it"
+    );
+    assert!(path.exists());
+    writer.sigkill();
+    assert!(
+        ShmStore::remove_if_abandoned(&name).expect("check"),
+        "its only process died"
+    );
+    assert!(!path.exists());
+}
