@@ -172,6 +172,28 @@ async fn child_role(role: &str, store: &ShmStore, args: &[String]) {
                 }
             }
         }
+        "spin" => {
+            // Tiny operations in a tight loop from two threads: most of the time one of them
+            // holds the store lock, so a SIGKILL is likely to land inside it.
+            say("STARTED");
+            std::thread::scope(|scope| {
+                for t in 0..2u64 {
+                    scope.spawn(move || {
+                        let rt = rt();
+                        for i in 0.. {
+                            let k = key(&format!("spin/t{t}/k{}", i % 4));
+                            rt.block_on(async {
+                                let _ = store.put(&k, Bytes::from(value(i, 64))).await;
+                                let _ = store.get(&k).await;
+                                if i % 3 == 0 {
+                                    let _ = store.delete(&k).await;
+                                }
+                            });
+                        }
+                    });
+                }
+            });
+        }
         "stress" => {
             let ops = stress(store, num(0), num(1)).await;
             say(&format!("STRESS OK {ops}"));
@@ -616,4 +638,32 @@ fn a_store_whose_processes_all_died_is_cleaned_up() {
         "its only process died"
     );
     assert!(!path.exists());
+}
+
+#[test]
+fn sigkill_inside_the_store_lock_is_recovered() {
+    let t = TestStore::new("lock", ShmConfig::new(Limits::with_capacity(1 << 20)));
+    let mut rng = Rng(0x10c4);
+    rt().block_on(async {
+        for round in 0..40 {
+            let mut spinner = t.spawn("spin", &[]);
+            spinner.expect("STARTED");
+            std::thread::sleep(Duration::from_millis(10 + rng.next(20)));
+            spinner.sigkill();
+            // The next lock (this one) recovers if the spinner died holding it.
+            let report = t.store.check().expect("consistent after kill -9");
+            t.store.reclaim_dead().expect("reclaim");
+            let report_after = t.store.check().expect("consistent");
+            assert_eq!((report_after.reservations, report_after.pins), (0, 0));
+            for k in t.store.keys().await.expect("keys") {
+                let v = t.store.get(&k).await.expect("get").expect("listed");
+                assert!(intact(&v), "partial value under {k}");
+            }
+            if round >= 9 && report.recoveries >= 1 {
+                eprintln!("{} recoveries in {} rounds", report.recoveries, round + 1);
+                return;
+            }
+        }
+        panic!("no SIGKILL landed inside the lock in 40 rounds");
+    });
 }
