@@ -35,6 +35,11 @@ mod remote;
 mod server;
 pub mod tls;
 
+/// The quinn this crate is built on (its types appear in [`TransportTuning`]'s API).
+pub use quinn;
+/// The rustls this crate is built on (its configurations come from [`tls`]).
+pub use rustls;
+
 pub use config::{ClientConfig, GatewayConfig, Timeouts, TlsSettings, TransportTuning, WireLimits};
 pub use deliver::{Delivered, DeliveryTarget, Peer};
 pub use error::GatewayError;
