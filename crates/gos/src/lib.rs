@@ -51,6 +51,8 @@ mod bus;
 mod cluster;
 pub mod config;
 mod error;
+#[cfg(feature = "gateway")]
+mod hybrid;
 mod node;
 
 pub use bus::{Bus, Inbox};

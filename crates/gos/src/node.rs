@@ -189,8 +189,18 @@ impl FederatedNode {
             .with_header(READERS_HEADER, list.join(","));
         let bus_bytes = msg.wire_size();
         let reached = self.bus.publish(msg, Targets::Neighbours).await?;
-        if self.policy == DeletePolicy::OwnerNextRound {
-            self.owned.insert(round, key.clone());
+        match self.policy {
+            DeletePolicy::OwnerNextRound => {
+                self.owned.insert(round, key.clone());
+            }
+            // Every reader is in another cluster and reads its own copy, already transferred:
+            // nobody will release this one.
+            DeletePolicy::LastReader
+                if !reached.iter().any(|r| self.bus.same_store(self.id, *r)) =>
+            {
+                self.store.delete(&key).await?;
+            }
+            _ => {}
         }
         Ok(Shared {
             key,

@@ -1,0 +1,72 @@
+//! Feature `gateway`: a [`FederatedNode`](crate::FederatedNode) over several clusters. The
+//! hybrid manager is a [`Bus`], and a configuration's `[gateway]` section becomes a gateway
+//! configuration.
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use gos_gateway::{
+    AllowList, GatewayConfig as WireGatewayConfig, HybridTopologyManager, TlsSettings,
+};
+use gos_topology::{Message, NodeId, Targets};
+
+use crate::bus::Bus;
+use crate::config::GatewayConfig;
+use crate::error::GosError;
+
+#[async_trait]
+impl Bus for HybridTopologyManager {
+    async fn publish(&self, msg: Message, targets: Targets) -> Result<Vec<NodeId>, GosError> {
+        let report = HybridTopologyManager::publish(self, msg, targets)
+            .await
+            .map_err(|e| GosError::Gateway(e.to_string()))?;
+        let mut reached = report.local;
+        reached.extend(report.remote.into_iter().map(|(node, _)| node));
+        reached.sort_unstable();
+        Ok(reached)
+    }
+
+    fn out_neighbours(&self, node: NodeId) -> Vec<NodeId> {
+        let hybrid = self.topology();
+        let topology = hybrid.topology();
+        if topology.contains(node) {
+            topology.neighbours(node).to_vec()
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn in_neighbours(&self, node: NodeId) -> Vec<NodeId> {
+        let hybrid = self.topology();
+        let topology = hybrid.topology();
+        if topology.contains(node) {
+            topology.in_neighbours(node)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Nodes of one cluster share its store; an object crossing to another cluster is a copy
+    /// in that cluster's store, released by that cluster's readers.
+    fn same_store(&self, a: NodeId, b: NodeId) -> bool {
+        let hybrid = self.topology();
+        hybrid.cluster_of(a).is_some() && hybrid.cluster_of(a) == hybrid.cluster_of(b)
+    }
+}
+
+impl GatewayConfig {
+    /// The gateway configuration this section describes: reads the certificate, the key and
+    /// the CA (relative paths from `base`) and allows the listed clusters and the peers.
+    pub fn to_wire(&self, base: &Path) -> Result<WireGatewayConfig, GosError> {
+        let mut allowed: Vec<String> = self.allow.clone();
+        allowed.extend(self.peers.iter().map(|p| p.cluster.clone()));
+        let tls = TlsSettings::from_files(
+            &base.join(&self.cert),
+            &base.join(&self.key),
+            &base.join(&self.ca),
+            AllowList::new(allowed),
+        )
+        .map_err(|e| GosError::Gateway(e.to_string()))?;
+        Ok(WireGatewayConfig::new(self.listen, tls))
+    }
+}
