@@ -1,9 +1,179 @@
-//! `gos serve` (being written).
+//! `gos serve`: a long-running cluster. Opens (or creates) the store a TOML config describes
+//! and serves it through the cluster's QUIC gateway until SIGINT or SIGTERM.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+use gos::config::{Backend, ClusterConfig};
+use gos::gateway::Gateway;
+use gos::shm::{ShmConfig, ShmError, ShmStore};
+use gos::{ObjectStore, StoreError};
 
 /// Arguments of `gos serve`.
+///
+/// Reads FILE (a `gos::ClusterConfig`: see docs/examples/cluster-a.toml), opens its store
+/// (a shared-memory store is opened if it exists, created otherwise; a memory store lives as
+/// long as this process) and starts its gateway, which serves the store to the clusters and
+/// clients on its allow-list (`allow` and `peers`). Relative paths in FILE are taken from
+/// FILE's directory.
+///
+/// The `[gateway]` section is required: serving is what this command is for. A shared-memory
+/// store needs no server for processes on the same host (they open it by name), and a memory
+/// store without a gateway would be reachable by nobody.
+///
+/// Prints one line once listening, then runs until SIGINT or SIGTERM:
+///
+///   gos serve: cluster <id> listening on <addr>, store <backend> <name>
 #[derive(Debug, clap::Args)]
-pub(crate) struct ServeArgs {}
+#[command(verbatim_doc_comment)]
+pub(crate) struct ServeArgs {
+    /// The cluster's configuration file (TOML).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Remove the shared-memory store's name when stopping (processes that still have it open
+    /// keep working; the memory goes with the last of them).
+    #[arg(long)]
+    remove_on_exit: bool,
+}
 
-pub(crate) async fn run(_args: ServeArgs) -> anyhow::Result<()> {
-    anyhow::bail!("`gos serve` is not built yet")
+pub(crate) async fn run(args: ServeArgs) -> Result<()> {
+    let path = &args.config;
+    let config = ClusterConfig::from_file(path).map_err(|e| anyhow!("{e}"))?;
+    let base = config_dir(path);
+    let Some(section) = config.gateway.as_ref() else {
+        bail!(
+            "{} has no [gateway] section: `gos serve` serves the store through its gateway (processes on this host can open an shm store by name without it)",
+            path.display()
+        );
+    };
+    if args.remove_on_exit && config.store.backend != Backend::Shm {
+        bail!("--remove-on-exit applies to an shm store only");
+    }
+    // The topology is not used to serve the store, but a config that cannot build its graph
+    // is wrong and would fail its nodes later: say so now.
+    config
+        .topology
+        .build(&base)
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let wire = section
+        .to_wire(&base)
+        .map_err(|e| anyhow!("{}: gateway: {e}", path.display()))?;
+
+    // Before the listening line: a signal sent as soon as it is read must stop us cleanly.
+    let mut signals = Signals::install()?;
+    let (store, store_desc) = open_store(&config)?;
+    let gateway = Gateway::start(wire, Arc::clone(&store))
+        .await
+        .map_err(|e| anyhow!("starting the gateway on {}: {e}", section.listen))?;
+    let cluster = gateway.cluster_id().to_owned();
+    if cluster != config.cluster_id {
+        gateway.shutdown().await;
+        bail!(
+            "{}: cluster_id is `{}` but the gateway certificate {} names `{cluster}`",
+            path.display(),
+            config.cluster_id,
+            base.join(&section.cert).display()
+        );
+    }
+    let addr = gateway
+        .local_addr()
+        .map_err(|e| anyhow!("the gateway's address: {e}"))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "gos serve: cluster {cluster} listening on {addr}, store {store_desc}"
+    )
+    .and_then(|()| out.flush())
+    .context("writing to stdout")?;
+    drop(out);
+
+    let signal = signals.wait().await;
+    let stats = gateway.stats();
+    gateway.shutdown().await;
+    drop(store);
+    if args.remove_on_exit
+        && let Some(name) = config.store.name.as_deref()
+    {
+        ShmStore::remove(name).map_err(|e| anyhow!("removing shm store `{name}`: {e}"))?;
+    }
+    println!(
+        "gos serve: cluster {cluster} stopped on {}, after {} connections, {} requests ({} failed), {} B in, {} B out{}",
+        signal,
+        stats.connections,
+        stats.requests_ok + stats.requests_failed,
+        stats.requests_failed,
+        stats.bytes_in,
+        stats.bytes_out,
+        if args.remove_on_exit {
+            ", store removed"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+/// The directory relative paths of a config file are taken from.
+fn config_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Opens the configured store; returns it and a description for the listening line
+/// (`shm <name>` or `memory (in-process)`).
+fn open_store(config: &ClusterConfig) -> Result<(Arc<dyn ObjectStore>, String)> {
+    let limits = config.store.limits();
+    match config.store.backend {
+        Backend::Memory => Ok((
+            Arc::new(gos::MemoryStore::new(limits)),
+            "memory (in-process)".to_owned(),
+        )),
+        Backend::Shm => {
+            let name = config
+                .store
+                .name
+                .as_deref()
+                .context("store.name is required for the shm backend")?;
+            let store = match ShmStore::open(name) {
+                Ok(store) => store,
+                Err(e) if is_not_found(&e) => ShmStore::create(name, ShmConfig::new(limits))
+                    .map_err(|e| anyhow!("creating shm store `{name}`: {e}"))?,
+                Err(e) => bail!("opening shm store `{name}`: {e}"),
+            };
+            Ok((Arc::new(store), format!("shm {name}")))
+        }
+    }
+}
+
+fn is_not_found(e: &StoreError) -> bool {
+    matches!(e, StoreError::Backend { source, .. }
+        if matches!(source.downcast_ref::<ShmError>(), Some(ShmError::NotFound(_))))
+}
+
+/// SIGINT and SIGTERM, caught.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("installing a SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing a SIGINT handler")?,
+        })
+    }
+
+    /// Waits for either; returns its name.
+    async fn wait(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }
