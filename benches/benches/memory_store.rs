@@ -76,5 +76,43 @@ fn concurrent(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, put_get, concurrent);
+/// Writing 100 MiB through a reservation (pooled, warm) against a plain memcpy into warm
+/// memory and one into fresh memory, in the same run.
+fn reserve(c: &mut Criterion) {
+    const BIG: usize = 100 << 20;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let store = MemoryStore::new(Limits::UNLIMITED);
+    let key = ObjectKey::round("bench", "node_0", 2).expect("key");
+    let src = vec![3u8; BIG];
+    let mut group = c.benchmark_group("memory_store_write_100MiB");
+    group.sample_size(20);
+    let mut warm = vec![1u8; BIG];
+    group.bench_function("memcpy_warm", |b| {
+        b.iter(|| {
+            warm.copy_from_slice(black_box(&src));
+            black_box(&mut warm);
+        })
+    });
+    group.bench_function("memcpy_fresh", |b| {
+        b.iter(|| {
+            let mut fresh = Vec::<u8>::with_capacity(BIG);
+            fresh.extend_from_slice(black_box(&src));
+            black_box(fresh)
+        })
+    });
+    group.bench_function("reserve_fill_commit", |b| {
+        b.to_async(&rt).iter(|| async {
+            let mut r = store.reserve(BIG).await.expect("reserve");
+            r.as_mut_slice().copy_from_slice(black_box(&src));
+            r.commit(&key, gos_store::PutMode::Overwrite)
+                .await
+                .expect("commit");
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, put_get, concurrent, reserve);
 criterion_main!(benches);

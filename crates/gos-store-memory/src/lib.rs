@@ -7,6 +7,12 @@
 //!
 //! Limits are checked before anything changes; a refused put leaves the store as it was.
 //!
+//! [`ObjectStore::reserve`] hands out buffers from a bounded pool of warm memory: when the last
+//! `Bytes` of a value that was written through a reservation is dropped, its buffer goes back
+//! to the pool, and the next reservation of a similar size reuses it instead of faulting in
+//! fresh pages. The pool keeps at most [`MemoryStore::with_pool_bytes`] bytes (by default the
+//! smaller of the capacity and [`DEFAULT_POOL_BYTES`]); [`MemoryStore::trim_pool`] frees them.
+//!
 //! ```
 //! # tokio_test();
 //! # fn tokio_test() { tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -28,11 +34,21 @@ use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use gos_store::{Error, KeyPrefix, Limits, ObjectKey, ObjectStore, PutMode, Result, StoreStats};
+use gos_store::{
+    Error, KeyPrefix, Limits, ObjectKey, ObjectStore, PutMode, Reservation, Result, StoreStats,
+};
+
+mod pool;
+
+use pool::{Pool, Pooled};
+
+/// The most bytes of freed reservation buffers a store keeps for reuse by default (1 GiB,
+/// bounded by the capacity).
+pub const DEFAULT_POOL_BYTES: u64 = 1 << 30;
 
 /// Number of shards; a power of two.
 const SHARDS: usize = 64;
@@ -46,6 +62,8 @@ pub struct MemoryStore {
     bytes: AtomicU64,
     /// Number of keys; only ever raised by a successful reservation against `max_entries`.
     entries: AtomicU64,
+    /// Warm buffers for reservations.
+    pool: Arc<Pool>,
 }
 
 impl MemoryStore {
@@ -56,7 +74,25 @@ impl MemoryStore {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             bytes: AtomicU64::new(0),
             entries: AtomicU64::new(0),
+            pool: Arc::new(Pool::new(limits.capacity_bytes.min(DEFAULT_POOL_BYTES))),
         }
+    }
+
+    /// Sets how many bytes of freed reservation buffers are kept for reuse (0: none).
+    #[must_use]
+    pub fn with_pool_bytes(mut self, bytes: u64) -> Self {
+        self.pool = Arc::new(Pool::new(bytes));
+        self
+    }
+
+    /// Bytes of freed buffers currently kept for reuse (not counted in [`StoreStats`]).
+    pub fn pooled_bytes(&self) -> u64 {
+        self.pool.bytes()
+    }
+
+    /// Frees the buffers kept for reuse.
+    pub fn trim_pool(&self) {
+        self.pool.clear();
     }
 
     /// An empty store without limits.
@@ -199,5 +235,69 @@ impl ObjectStore for MemoryStore {
 
     fn limits(&self) -> Limits {
         self.limits
+    }
+
+    /// A buffer from the pool of warm memory (or a new one); see the crate docs.
+    async fn reserve(&self, len: usize) -> Result<Box<dyn Reservation + '_>> {
+        self.limits.check_value_size(len as u64)?;
+        let available = self
+            .limits
+            .capacity_bytes
+            .saturating_sub(self.bytes.load(Ordering::Acquire));
+        if len as u64 > available {
+            return Err(Error::StoreFull {
+                requested: len as u64,
+                available,
+            });
+        }
+        Ok(Box::new(MemoryReservation {
+            store: self,
+            buf: self.pool.take(len),
+            len,
+        }))
+    }
+}
+
+/// A reservation of a [`MemoryStore`]: a pooled buffer, committed without a copy.
+struct MemoryReservation<'a> {
+    store: &'a MemoryStore,
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl std::fmt::Debug for MemoryReservation<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryReservation")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Reservation for MemoryReservation<'_> {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.buf[..self.len]
+    }
+
+    async fn commit(mut self: Box<Self>, key: &ObjectKey, mode: PutMode) -> Result<()> {
+        let value = Bytes::from_owner(Pooled {
+            buf: std::mem::take(&mut self.buf),
+            len: self.len,
+            pool: pool::downgrade(&self.store.pool),
+        });
+        // A refused commit drops `value`, which returns the buffer to the pool.
+        self.store.put_opts(key, value, mode).await
+    }
+}
+
+impl Drop for MemoryReservation<'_> {
+    fn drop(&mut self) {
+        if !self.buf.is_empty() {
+            self.store.pool.give(std::mem::take(&mut self.buf));
+        }
     }
 }

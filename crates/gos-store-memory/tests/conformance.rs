@@ -23,5 +23,8 @@ fn memory_store_conforms() {
 
 #[test]
 fn memory_store_conforms_through_several_handles() {
-    gos_conformance::run(Memory, SuiteConfig::default().handles(3).big_value_size(1 << 20));
+    gos_conformance::run(
+        Memory,
+        SuiteConfig::default().handles(3).big_value_size(1 << 20),
+    );
 }
