@@ -7,10 +7,10 @@ use gos_store_memory::MemoryStore;
 const LEN: usize = 1 << 20;
 
 async fn write(store: &MemoryStore, key: &ObjectKey, byte: u8) -> *const u8 {
-    let mut r = store.reserve(LEN).await.unwrap();
+    let mut r = store.reserve(LEN).await.expect("reserve");
     r.as_mut_slice().fill(byte);
     let ptr = r.as_mut_slice().as_ptr();
-    r.commit(key, PutMode::Overwrite).await.unwrap();
+    r.commit(key, PutMode::Overwrite).await.expect("commit");
     ptr
 }
 
