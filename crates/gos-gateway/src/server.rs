@@ -378,19 +378,26 @@ async fn receive_object(
         .map_err(remote)?
     {
         Ok(reservation) => reservation,
-        // A reservation is checked against the space free now; an overwrite also frees the
-        // old value. When that makes it fit, fall back to a buffer in process memory and let
-        // the put at commit check again (what the default `reserve` does anyway).
-        Err(gos_store::Error::StoreFull { available, .. }) if mode == PutMode::Overwrite => {
+        // A reservation is checked against the space free now, but a put reports an existing
+        // key first (create), and an overwrite also frees the old value. Answer as the put
+        // would; when the old value's space makes it fit, fall back to a buffer in process
+        // memory and let the put at commit check again (what the default `reserve` does).
+        Err(gos_store::Error::StoreFull { available, .. }) => {
             let old = timed("store get", io, store.get(key))
                 .await
                 .map_err(remote)?
-                .map_err(store_error)?
-                .map_or(0, |v| v.len() as u64);
-            if len > available.saturating_add(old) {
+                .map_err(store_error)?;
+            let freed = match (old, mode) {
+                (Some(_), PutMode::Create) => {
+                    return Err(RemoteError::AlreadyExists { key: key.clone() });
+                }
+                (Some(old), PutMode::Overwrite) => old.len() as u64,
+                (None, _) => 0,
+            };
+            if len > available.saturating_add(freed) {
                 return Err(RemoteError::StoreFull {
                     requested: len,
-                    available: available.saturating_add(old),
+                    available: available.saturating_add(freed),
                 });
             }
             Box::new(BufferedReservation::new(&**store, size))

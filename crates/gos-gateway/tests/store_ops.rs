@@ -90,6 +90,36 @@ async fn limit_errors_come_back_typed_and_nothing_is_sent_for_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nearly_full_store_answers_as_a_local_put_would() {
+    let fed = Fed::new();
+    let store = std::sync::Arc::new(gos_store_memory::MemoryStore::new(Limits::with_capacity(
+        1000,
+    )));
+    let gw = fed.gateway("alpha", &["client-1"], store.clone()).await;
+    let remote = RemoteStore::connect(fed.client("client-1", &gw))
+        .await
+        .unwrap();
+    let (a, b) = (ObjectKey::new("a").unwrap(), ObjectKey::new("b").unwrap());
+    remote.put(&a, pattern(600, 1)).await.unwrap();
+    remote.put(&b, pattern(300, 2)).await.unwrap();
+    // 100 bytes free: an overwrite of `a` with 650 bytes fits once its old 600 are freed.
+    remote.put(&a, pattern(650, 3)).await.unwrap();
+    assert_eq!(store.get(&a).await.unwrap().unwrap(), pattern(650, 3));
+    // A create on an existing key is `AlreadyExists`, however full the store.
+    for key in [&a, &b] {
+        let err = remote
+            .put_opts(key, pattern(900, 4), PutMode::Create)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::AlreadyExists { .. }), "{err}");
+    }
+    // And what does not fit is `StoreFull` with the same figures as the local store gives.
+    let remote_err = remote.put(&b, pattern(400, 5)).await.unwrap_err();
+    let local_err = store.put(&b, pattern(400, 5)).await.unwrap_err();
+    assert_eq!(remote_err.to_string(), local_err.to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_connection_is_re_established() {
     let fed = Fed::new();
     let store = memory(1 << 30);
