@@ -95,3 +95,8 @@ pub mod shm {
 pub mod gateway {
     pub use gos_gateway::*;
 }
+
+/// The README's examples, compiled and run as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
