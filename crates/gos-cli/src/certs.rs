@@ -11,12 +11,9 @@ use gos::gateway::tls::validate_cluster_id;
 /// The file stem of the CA's certificate and key in the output directory.
 pub(crate) const CA_STEM: &str = "ca";
 
-/// Arguments of `gos certs`.
-///
-/// Writes `ca.pem` and `ca.key` (the federation CA; reused when both already exist in DIR) and
-/// `<id>.pem` / `<id>.key` for every `--cluster ID`. A remote-store client is an identity like
-/// any other: issue it with `--cluster client` and put `client` on the gateways' `allow` lists.
+/// Arguments of `gos certs` (the long help is [`CERTS_HELP`]).
 #[derive(Debug, clap::Args)]
+#[command(after_help = CERTS_HELP)]
 pub(crate) struct CertsArgs {
     /// Directory to write into (created if missing).
     #[arg(long, value_name = "DIR")]
@@ -32,6 +29,15 @@ pub(crate) struct CertsArgs {
     #[arg(long)]
     force: bool,
 }
+
+const CERTS_HELP: &str = "\
+Writes ca.pem and ca.key (the federation CA; reused when DIR already holds both) and
+<id>.pem / <id>.key for every --cluster ID. Existing <id> files are kept unless --force.
+A remote-store client is an identity like any other: issue it with --cluster client and put
+`client` on the gateways' allow lists.
+
+Example:
+  gos certs --out certs --cluster cluster-a --cluster cluster-b --cluster client";
 
 pub(crate) fn run(args: CertsArgs) -> Result<()> {
     let ids = check_ids(&args.clusters)?;

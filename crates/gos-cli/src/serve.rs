@@ -11,23 +11,9 @@ use gos::gateway::Gateway;
 use gos::shm::{ShmConfig, ShmError, ShmStore};
 use gos::{ObjectStore, StoreError};
 
-/// Arguments of `gos serve`.
-///
-/// Reads FILE (a `gos::ClusterConfig`: see docs/examples/cluster-a.toml), opens its store
-/// (a shared-memory store is opened if it exists, created otherwise; a memory store lives as
-/// long as this process) and starts its gateway, which serves the store to the clusters and
-/// clients on its allow-list (`allow` and `peers`). Relative paths in FILE are taken from
-/// FILE's directory.
-///
-/// The `[gateway]` section is required: serving is what this command is for. A shared-memory
-/// store needs no server for processes on the same host (they open it by name), and a memory
-/// store without a gateway would be reachable by nobody.
-///
-/// Prints one line once listening, then runs until SIGINT or SIGTERM:
-///
-///   gos serve: cluster <id> listening on <addr>, store <backend> <name>
+/// Arguments of `gos serve` (the long help is [`SERVE_HELP`]).
 #[derive(Debug, clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(after_help = SERVE_HELP)]
 pub(crate) struct ServeArgs {
     /// The cluster's configuration file (TOML).
     #[arg(long, value_name = "FILE")]
@@ -37,6 +23,19 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     remove_on_exit: bool,
 }
+
+const SERVE_HELP: &str = "\
+Reads FILE (see docs/examples/cluster-a.toml), opens its store (a shared-memory store is
+opened if it exists and created otherwise; a memory store lives as long as this process)
+and starts its gateway, which serves the store to the clusters and clients on its allow
+list (`allow` and `peers`). Relative paths in FILE are taken from FILE's directory.
+
+The [gateway] section is required: serving the store is what this command is for. Processes
+on this host need no server to share an shm store (they open it by name), and a memory
+store without a gateway would be reachable by nobody.
+
+Once listening it prints one line, then runs until SIGINT or SIGTERM:
+  gos serve: cluster <id> listening on <addr>, store <backend> <name>";
 
 pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     let path = &args.config;
@@ -99,15 +98,14 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         ShmStore::remove(name).map_err(|e| anyhow!("removing shm store `{name}`: {e}"))?;
     }
     println!(
-        "gos serve: cluster {cluster} stopped on {}, after {} connections, {} requests ({} failed), {} B in, {} B out{}",
-        signal,
+        "gos serve: cluster {cluster} stopped on {signal} (served {} connections, {} requests, {} failed, {} B in, {} B out){}",
         stats.connections,
         stats.requests_ok + stats.requests_failed,
         stats.requests_failed,
         stats.bytes_in,
         stats.bytes_out,
         if args.remove_on_exit {
-            ", store removed"
+            "; store removed"
         } else {
             ""
         }

@@ -16,16 +16,9 @@ use gos::{Bytes, KeyPrefix, ObjectKey, ObjectStore, PutMode};
 use crate::certs::{self, CA_STEM};
 use crate::demo::fmt_bytes;
 
-/// Arguments of `gos store`.
-///
-/// The store is either `--shm NAME` (a shared-memory store on this host, such as one
-/// `gos serve` created) or `--remote ADDR --cluster ID --certs DIR` (a cluster's store
-/// through its gateway). A remote client proves who it is with a certificate of the
-/// federation CA: DIR holds `ca.pem` and `<as>.pem` / `<as>.key` (made by `gos certs`), and
-/// the gateway must allow `<as>`. Without `--as`, the identity is the one certificate in DIR
-/// other than the CA's and the target cluster's; when there are several, `--as` is required,
-/// so that a client never picks an identity by accident.
+/// Arguments of `gos store` (the long help is [`STORE_HELP`]).
 #[derive(Debug, clap::Args)]
+#[command(after_help = STORE_HELP)]
 pub(crate) struct StoreArgs {
     /// A shared-memory store on this host, by name.
     #[arg(long, value_name = "NAME", required_unless_present = "remote", conflicts_with_all = ["remote", "cluster", "certs", "as_id"])]
@@ -36,7 +29,7 @@ pub(crate) struct StoreArgs {
     /// The remote cluster's id (its gateway certificate must name it).
     #[arg(long, value_name = "ID")]
     cluster: Option<String>,
-    /// Directory holding ca.pem and this client's <ID>.pem and <ID>.key.
+    /// Directory holding ca.pem and this client's certificate and key (ID.pem, ID.key; ID: --as).
     #[arg(long, value_name = "DIR")]
     certs: Option<PathBuf>,
     /// The client identity to present (a certificate in --certs).
@@ -48,6 +41,23 @@ pub(crate) struct StoreArgs {
     #[command(subcommand)]
     cmd: StoreCmd,
 }
+
+const STORE_HELP: &str = "\
+The store is either --shm NAME (a shared-memory store on this host, such as one `gos serve`
+made) or --remote ADDR --cluster ID --certs DIR (a cluster's store through its gateway).
+
+A remote client proves who it is with a certificate of the federation CA: DIR holds ca.pem
+and <as>.pem / <as>.key (made by `gos certs`), and the gateway's allow list must name <as>.
+Without --as, the identity is the one certificate in DIR other than the CA's and the target
+cluster's; when there are several, --as is required, so that a client never presents an
+identity by accident.
+
+Examples:
+  gos store --shm cluster-a keys --prefix my_experiment
+  gos store --remote 127.0.0.1:7400 --cluster cluster-a --certs certs --as client \\
+      put my_experiment/node_0/round_1 --file weights.bin
+  gos store --remote 127.0.0.1:7400 --cluster cluster-a --certs certs --as client \\
+      get my_experiment/node_0/round_1 --out weights.bin";
 
 #[derive(Debug, clap::Subcommand)]
 enum StoreCmd {
