@@ -332,7 +332,10 @@ async fn step_once<S: ObjectStore>(
             model.put(key, value, *mode);
         }
         Op::Get { handle, key, hold } => {
-            let got = pick(*handle).get(key).await.map_err(|e| format!("get failed: {e}"))?;
+            let got = pick(*handle)
+                .get(key)
+                .await
+                .map_err(|e| format!("get failed: {e}"))?;
             let want = model.map.get(key);
             if got.as_deref() != want.map(Vec::as_slice) {
                 return Err(format!(
@@ -355,7 +358,9 @@ async fn step_once<S: ObjectStore>(
                 .map_err(|e| format!("delete failed: {e}"))?;
             let want = model.map.contains_key(key);
             if existed != want {
-                return Err(format!("delete returned {existed}, the key existed: {want}"));
+                return Err(format!(
+                    "delete returned {existed}, the key existed: {want}"
+                ));
             }
             model.map.remove(key);
         }
@@ -374,7 +379,9 @@ async fn step_once<S: ObjectStore>(
                 .cloned()
                 .collect();
             if got != want {
-                return Err(format!("keys({prefix:?}) returned {got:?}, want {want:?} (sorted)"));
+                return Err(format!(
+                    "keys({prefix:?}) returned {got:?}, want {want:?} (sorted)"
+                ));
             }
         }
         Op::DeletePrefix { handle, prefix } => {
@@ -425,7 +432,9 @@ fn check_put_result(
 ) -> Result<(), String> {
     match result {
         Ok(()) if allowed.is_empty() => Ok(()),
-        Ok(()) => Err(format!("put succeeded, it must fail with one of {allowed:?}")),
+        Ok(()) => Err(format!(
+            "put succeeded, it must fail with one of {allowed:?}"
+        )),
         Err(e) => {
             let kind = kind_of(&e);
             if !kind.is_some_and(|k| allowed.contains(&k)) {
@@ -437,9 +446,9 @@ fn check_put_result(
                 {
                     Err(format!("TooLarge carries size {size} max {max}"))
                 }
-                Error::StoreFull { requested, .. } if requested != len as u64 => {
-                    Err(format!("StoreFull carries requested {requested}, want {len}"))
-                }
+                Error::StoreFull { requested, .. } if requested != len as u64 => Err(format!(
+                    "StoreFull carries requested {requested}, want {len}"
+                )),
                 Error::AlreadyExists { key: k } if &k != key => {
                     Err(format!("AlreadyExists names `{k}`, want `{key}`"))
                 }
@@ -468,7 +477,9 @@ async fn check_reserve<S: ObjectStore>(
     let mut reservation = match store.reserve(value.len()).await {
         Ok(r) => {
             if len > model.limits.max_value_size {
-                return Err(format!("reserve({len}) succeeded over the maximum value size"));
+                return Err(format!(
+                    "reserve({len}) succeeded over the maximum value size"
+                ));
             }
             r
         }
@@ -479,7 +490,10 @@ async fn check_reserve<S: ObjectStore>(
         Err(e) => return Err(format!("reserve({len}) failed with `{e}` (free: {free})")),
     };
     if reservation.len() != value.len() {
-        return Err(format!("reservation has length {}, want {len}", reservation.len()));
+        return Err(format!(
+            "reservation has length {}, want {len}",
+            reservation.len()
+        ));
     }
     reservation.as_mut_slice().copy_from_slice(value);
     if !commit {
@@ -494,7 +508,10 @@ async fn check_reserve<S: ObjectStore>(
 }
 
 async fn check_stats<S: ObjectStore + ?Sized>(store: &S, model: &Model) -> Result<(), String> {
-    let stats = store.stats().await.map_err(|e| format!("stats failed: {e}"))?;
+    let stats = store
+        .stats()
+        .await
+        .map_err(|e| format!("stats failed: {e}"))?;
     let want_bytes = model.bytes();
     if stats.entries != model.map.len() as u64
         || stats.bytes != want_bytes

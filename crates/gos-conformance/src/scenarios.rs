@@ -34,13 +34,22 @@ pub async fn run_all<F: StoreFactory>(
             "concurrent_writers_and_readers",
             concurrent_writers_and_readers(factory, config).await,
         ),
-        ("create_race_has_one_winner", create_race_has_one_winner(factory, config).await),
-        ("big_value_round_trip", big_value_round_trip(factory, config).await),
+        (
+            "create_race_has_one_winner",
+            create_race_has_one_winner(factory, config).await,
+        ),
+        (
+            "big_value_round_trip",
+            big_value_round_trip(factory, config).await,
+        ),
         (
             "dropped_reservation_frees_space",
             dropped_reservation_frees_space(factory, config).await,
         ),
-        ("prefixes_are_segment_wise", prefixes_are_segment_wise(factory, config).await),
+        (
+            "prefixes_are_segment_wise",
+            prefixes_are_segment_wise(factory, config).await,
+        ),
     ]
 }
 
@@ -120,10 +129,18 @@ pub async fn held_bytes_survive_delete_and_overwrite<F: StoreFactory>(
     ctx("put", b.put(&k, uniform(0xEE, 1 << 20)).await)?;
     let held2 = ctx("get", a.get(&k).await)?.ok_or("missing after put")?;
     ctx("put", b.put(&k, uniform(0xDD, 1 << 19)).await)?;
-    ctx("delete_prefix", b.delete_prefix(&KeyPrefix::new("held").expect("prefix")).await)?;
+    ctx(
+        "delete_prefix",
+        b.delete_prefix(&KeyPrefix::new("held").expect("prefix"))
+            .await,
+    )?;
     // Churn so that a backend reusing freed memory too early would overwrite the held bytes.
     for i in 0..8 {
-        ctx("put", b.put(&key(&format!("held/churn/{i}")), uniform(0x55, 1 << 20)).await)?;
+        ctx(
+            "put",
+            b.put(&key(&format!("held/churn/{i}")), uniform(0x55, 1 << 20))
+                .await,
+        )?;
     }
     if held[..] != original[..] {
         return Err("a held value changed after delete and overwrite".into());
@@ -152,8 +169,15 @@ pub async fn limit_errors_change_nothing<F: StoreFactory>(
     let before = snapshot(&**s).await?;
 
     match s.put(&k3, uniform(3, 1001)).await {
-        Err(Error::TooLarge { size: 1001, max: 1000 }) => {}
-        other => return Err(format!("a value over the maximum gave {other:?}, want TooLarge")),
+        Err(Error::TooLarge {
+            size: 1001,
+            max: 1000,
+        }) => {}
+        other => {
+            return Err(format!(
+                "a value over the maximum gave {other:?}, want TooLarge"
+            ));
+        }
     }
     match s.put(&k3, uniform(3, 501)).await {
         Err(Error::StoreFull {
@@ -161,7 +185,9 @@ pub async fn limit_errors_change_nothing<F: StoreFactory>(
             available: 500,
         }) => {}
         other => {
-            return Err(format!("a put over capacity gave {other:?}, want StoreFull(501, 500)"));
+            return Err(format!(
+                "a put over capacity gave {other:?}, want StoreFull(501, 500)"
+            ));
         }
     }
     match s.put(&k1, uniform(9, 1000)).await.and(Ok(())) {
@@ -175,11 +201,20 @@ pub async fn limit_errors_change_nothing<F: StoreFactory>(
     ctx("put", s.put(&k3, uniform(3, 10)).await)?;
     match s.put(&k4, uniform(4, 10)).await {
         Err(Error::TooManyEntries { max: 3 }) => {}
-        other => return Err(format!("a fourth entry gave {other:?}, want TooManyEntries")),
+        other => {
+            return Err(format!(
+                "a fourth entry gave {other:?}, want TooManyEntries"
+            ));
+        }
     }
     match s.reserve(1001).await {
         Err(Error::TooLarge { .. }) => {}
-        other => return Err(format!("reserve over the maximum gave {:?}", other.map(|r| r.len()))),
+        other => {
+            return Err(format!(
+                "reserve over the maximum gave {:?}",
+                other.map(|r| r.len())
+            ));
+        }
     }
     ctx("delete", s.delete(&k3).await)?;
     let after = snapshot(&**s).await?;
@@ -259,7 +294,9 @@ pub async fn concurrent_writers_and_readers<F: StoreFactory>(
     let keys = ctx("keys", s.keys().await)?;
     let mut total = 0u64;
     for k in &keys {
-        total += ctx("get", s.get(k).await)?.ok_or("listed key missing")?.len() as u64;
+        total += ctx("get", s.get(k).await)?
+            .ok_or("listed key missing")?
+            .len() as u64;
     }
     for (t, last) in lasts.iter().enumerate() {
         let got = ctx("get", s.get(&key(&format!("conc/own/t{t}"))).await)?;
@@ -292,9 +329,16 @@ pub async fn create_race_has_one_winner<F: StoreFactory>(
         let wins = Arc::new(AtomicUsize::new(0));
         let mut tasks = Vec::new();
         for t in 0..config.tasks {
-            let (store, k, wins) = (Arc::clone(&stores[t % stores.len()]), k.clone(), wins.clone());
+            let (store, k, wins) = (
+                Arc::clone(&stores[t % stores.len()]),
+                k.clone(),
+                wins.clone(),
+            );
             tasks.push(tokio::spawn(async move {
-                match store.put_opts(&k, uniform(t as u8, 100), PutMode::Create).await {
+                match store
+                    .put_opts(&k, uniform(t as u8, 100), PutMode::Create)
+                    .await
+                {
                     Ok(()) => {
                         wins.fetch_add(1, Ordering::SeqCst);
                         Ok(())
@@ -309,16 +353,26 @@ pub async fn create_race_has_one_winner<F: StoreFactory>(
         }
         let n = wins.load(Ordering::SeqCst);
         if n != 1 {
-            return Err(format!("{n} concurrent Create puts of one key succeeded, want 1"));
+            return Err(format!(
+                "{n} concurrent Create puts of one key succeeded, want 1"
+            ));
         }
     }
     Ok(())
 }
 
 /// A big value (64 MiB by default) round-trips byte-identical, by put and by reservation.
-pub async fn big_value_round_trip<F: StoreFactory>(factory: &Arc<F>, config: &SuiteConfig) -> Outcome {
+pub async fn big_value_round_trip<F: StoreFactory>(
+    factory: &Arc<F>,
+    config: &SuiteConfig,
+) -> Outcome {
     let n = config.big_value_size;
-    let stores = open_handles(&**factory, Limits::with_capacity(3 * n as u64), config.handles).await?;
+    let stores = open_handles(
+        &**factory,
+        Limits::with_capacity(3 * n as u64),
+        config.handles,
+    )
+    .await?;
     let (a, b) = (&stores[0], &stores[stores.len() - 1]);
     let pattern: Vec<u8> = (0..n as u64)
         .map(|i| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u8)
@@ -367,7 +421,9 @@ pub async fn dropped_reservation_frees_space<F: StoreFactory>(
         .map_err(|e| format!("after dropped reservations: {e}"))?;
     let stats = ctx("stats", s.stats().await)?;
     if stats.bytes != 1 << 20 {
-        return Err(format!("stats after dropped reservations and a put: {stats:?}"));
+        return Err(format!(
+            "stats after dropped reservations and a put: {stats:?}"
+        ));
     }
     Ok(())
 }
@@ -379,7 +435,12 @@ pub async fn prefixes_are_segment_wise<F: StoreFactory>(
 ) -> Outcome {
     let stores = open_handles(&**factory, Limits::UNLIMITED, 1).await?;
     let s = &stores[0];
-    for k in ["f/node_1/round_2", "f/node_1/round_1", "f/node_10/round_1", "g/node_1/round_1"] {
+    for k in [
+        "f/node_1/round_2",
+        "f/node_1/round_1",
+        "f/node_10/round_1",
+        "g/node_1/round_1",
+    ] {
         ctx("put", s.put(&key(k), Bytes::from_static(b"x")).await)?;
     }
     let p = |p: &str| KeyPrefix::new(p).expect("prefix");

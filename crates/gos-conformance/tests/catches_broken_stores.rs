@@ -101,7 +101,10 @@ fn caught_by(failures: &[Failure], test: &str) -> bool {
 fn a_store_that_loses_deletes_is_caught() {
     let failures = failures_of(Fault::LosesDeletes);
     assert!(caught_by(&failures, "state_machine"), "{failures:?}");
-    assert!(caught_by(&failures, "held_bytes_survive_delete_and_overwrite"));
+    assert!(caught_by(
+        &failures,
+        "held_bytes_survive_delete_and_overwrite"
+    ));
 }
 
 #[test]
@@ -118,5 +121,9 @@ fn a_store_that_ignores_limits_is_caught() {
     assert!(caught_by(&failures, "limit_errors_change_nothing"));
     // The state machine's report is the shrunk sequence, short enough to read.
     let sm = failures.iter().find(|f| f.test == "state_machine").unwrap();
-    assert!(sm.message.contains("minimal failing sequence"), "{}", sm.message);
+    assert!(
+        sm.message.contains("minimal failing sequence"),
+        "{}",
+        sm.message
+    );
 }
