@@ -60,15 +60,11 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         .to_wire(&base)
         .map_err(|e| anyhow!("{}: gateway: {e}", path.display()))?;
 
-    // Before the listening line: a signal sent as soon as it is read must stop us cleanly.
-    let mut signals = Signals::install()?;
-    let (store, store_desc) = open_store(&config)?;
-    let gateway = Gateway::start(wire, Arc::clone(&store))
-        .await
-        .map_err(|e| anyhow!("starting the gateway on {}: {e}", section.listen))?;
-    let cluster = gateway.cluster_id().to_owned();
+    let cluster = wire
+        .tls
+        .cluster_id()
+        .map_err(|e| anyhow!("{}: gateway certificate: {e}", path.display()))?;
     if cluster != config.cluster_id {
-        gateway.shutdown().await;
         bail!(
             "{}: cluster_id is `{}` but the gateway certificate {} names `{cluster}`",
             path.display(),
@@ -76,6 +72,21 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
             base.join(&section.cert).display()
         );
     }
+
+    // Before the listening line: a signal sent as soon as it is read must stop us cleanly.
+    let mut signals = Signals::install()?;
+    let (store, store_desc, created) = open_store(&config)?;
+    let gateway = match Gateway::start(wire, Arc::clone(&store)).await {
+        Ok(gateway) => gateway,
+        Err(e) => {
+            // Leave no store behind that this failed run made.
+            if let (true, Some(name)) = (created, config.store.name.as_deref()) {
+                drop(store);
+                let _ = ShmStore::remove(name);
+            }
+            bail!("starting the gateway on {}: {e}", section.listen);
+        }
+    };
     let addr = gateway
         .local_addr()
         .map_err(|e| anyhow!("the gateway's address: {e}"))?;
@@ -121,14 +132,15 @@ fn config_dir(path: &Path) -> PathBuf {
     }
 }
 
-/// Opens the configured store; returns it and a description for the listening line
-/// (`shm <name>` or `memory (in-process)`).
-fn open_store(config: &ClusterConfig) -> Result<(Arc<dyn ObjectStore>, String)> {
+/// Opens the configured store; returns it, a description for the listening line (`shm <name>`
+/// or `memory (in-process)`) and whether this call created a shared-memory store.
+fn open_store(config: &ClusterConfig) -> Result<(Arc<dyn ObjectStore>, String, bool)> {
     let limits = config.store.limits();
     match config.store.backend {
         Backend::Memory => Ok((
             Arc::new(gos::MemoryStore::new(limits)),
             "memory (in-process)".to_owned(),
+            false,
         )),
         Backend::Shm => {
             let name = config
@@ -136,13 +148,16 @@ fn open_store(config: &ClusterConfig) -> Result<(Arc<dyn ObjectStore>, String)> 
                 .name
                 .as_deref()
                 .context("store.name is required for the shm backend")?;
-            let store = match ShmStore::open(name) {
-                Ok(store) => store,
-                Err(e) if is_not_found(&e) => ShmStore::create(name, ShmConfig::new(limits))
-                    .map_err(|e| anyhow!("creating shm store `{name}`: {e}"))?,
+            let (store, created) = match ShmStore::open(name) {
+                Ok(store) => (store, false),
+                Err(e) if is_not_found(&e) => (
+                    ShmStore::create(name, ShmConfig::new(limits))
+                        .map_err(|e| anyhow!("creating shm store `{name}`: {e}"))?,
+                    true,
+                ),
                 Err(e) => bail!("opening shm store `{name}`: {e}"),
             };
-            Ok((Arc::new(store), format!("shm {name}")))
+            Ok((Arc::new(store), format!("shm {name}"), created))
         }
     }
 }

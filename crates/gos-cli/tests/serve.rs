@@ -371,3 +371,97 @@ fn a_killed_gateway_gives_a_bounded_error() {
     // The value outlived its server: the store is shared memory.
     assert_eq!(shm(&shm_k, &["get", "e2e/n/round_1"]).stdout, b"v");
 }
+
+#[test]
+fn a_memory_store_served_stops_on_sigint() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    run(
+        &[
+            "certs",
+            "--out",
+            certs.to_str().unwrap(),
+            "--cluster",
+            "cluster-m",
+            "--cluster",
+            "client",
+        ],
+        SHORT,
+    )
+    .ok();
+    let unused = ShmName::new("m");
+    let config = write_config(dir.path(), "cluster-m", &unused, &["client"]);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("backend = \"shm\"", "backend = \"memory\"");
+    std::fs::write(&config, text).unwrap();
+    let served = serve(&config, &[]);
+    assert!(
+        served.first_line.ends_with("store memory (in-process)"),
+        "{}",
+        served.first_line
+    );
+    assert!(!unused.exists(), "a memory store made a shared-memory file");
+    remote(
+        &served,
+        "cluster-m",
+        &certs,
+        "client",
+        &["put", "e2e/m/round_0", "--value", "in memory"],
+    )
+    .ok();
+    assert_eq!(
+        remote(
+            &served,
+            "cluster-m",
+            &certs,
+            "client",
+            &["get", "e2e/m/round_0"]
+        )
+        .stdout,
+        b"in memory"
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &served.guard.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut served = served;
+    let status = served
+        .guard
+        .wait(SHORT)
+        .expect("no exit within 20 s of SIGINT");
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn a_busy_port_is_one_line_and_leaves_no_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    run(
+        &[
+            "certs",
+            "--out",
+            certs.to_str().unwrap(),
+            "--cluster",
+            "cluster-p",
+        ],
+        SHORT,
+    )
+    .ok();
+    let busy = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let shm_p = ShmName::new("p");
+    let config = write_config(dir.path(), "cluster-p", &shm_p, &[]);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    std::fs::write(&config, text).unwrap();
+    let line = run(&["serve", "--config", config.to_str().unwrap()], SHORT).one_line_error();
+    assert!(
+        line.contains(&format!("starting the gateway on 127.0.0.1:{port}")),
+        "{line}"
+    );
+    assert!(!shm_p.exists(), "the failed serve left its store behind");
+    drop(busy);
+}
