@@ -23,7 +23,7 @@ enum Task {
     /// Long randomized runs: the conformance suite with many proptest cases, the shm stress.
     Soak {
         /// Proptest cases for the conformance state machine.
-        #[arg(long, default_value_t = 20_000)]
+        #[arg(long, default_value_t = 5_000)]
         cases: u32,
     },
     /// Runs the cargo-fuzz targets under fuzz/ for a while each (needs nightly + cargo-fuzz).

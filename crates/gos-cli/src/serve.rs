@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
+use gos::ObjectStore;
 use gos::config::{Backend, ClusterConfig};
 use gos::gateway::Gateway;
-use gos::shm::{ShmConfig, ShmError, ShmStore};
-use gos::{ObjectStore, StoreError};
+use gos::shm::ShmStore;
 
 /// Arguments of `gos serve` (the long help is [`SERVE_HELP`]).
 #[derive(Debug, clap::Args)]
@@ -132,39 +132,16 @@ fn config_dir(path: &Path) -> PathBuf {
     }
 }
 
-/// Opens the configured store; returns it, a description for the listening line (`shm <name>`
-/// or `memory (in-process)`) and whether this call created a shared-memory store.
+/// Opens the configured store (the facade's `open_store`: a shared-memory store is opened if
+/// it exists, created otherwise); returns it, a description for the listening line (`shm
+/// <name>` or `memory (in-process)`) and whether this call created it.
 fn open_store(config: &ClusterConfig) -> Result<(Arc<dyn ObjectStore>, String, bool)> {
-    let limits = config.store.limits();
-    match config.store.backend {
-        Backend::Memory => Ok((
-            Arc::new(gos::MemoryStore::new(limits)),
-            "memory (in-process)".to_owned(),
-            false,
-        )),
-        Backend::Shm => {
-            let name = config
-                .store
-                .name
-                .as_deref()
-                .context("store.name is required for the shm backend")?;
-            let (store, created) = match ShmStore::open(name) {
-                Ok(store) => (store, false),
-                Err(e) if is_not_found(&e) => (
-                    ShmStore::create(name, ShmConfig::new(limits))
-                        .map_err(|e| anyhow!("creating shm store `{name}`: {e}"))?,
-                    true,
-                ),
-                Err(e) => bail!("opening shm store `{name}`: {e}"),
-            };
-            Ok((Arc::new(store), format!("shm {name}"), created))
-        }
-    }
-}
-
-fn is_not_found(e: &StoreError) -> bool {
-    matches!(e, StoreError::Backend { source, .. }
-        if matches!(source.downcast_ref::<ShmError>(), Some(ShmError::NotFound(_))))
+    let opened = gos::open_store(config).map_err(|e| anyhow!("opening the store: {e}"))?;
+    let desc = match (config.store.backend, config.store.name.as_deref()) {
+        (Backend::Shm, Some(name)) => format!("shm {name}"),
+        _ => "memory (in-process)".to_owned(),
+    };
+    Ok((opened.store, desc, opened.created))
 }
 
 /// SIGINT and SIGTERM, caught.

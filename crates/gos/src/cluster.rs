@@ -83,52 +83,291 @@ impl Federation {
     }
 }
 
-/// A cluster built from a [`ClusterConfig`]: its store and its federation.
+/// A cluster assembled from a [`ClusterConfig`]: its store, its topology, its bus and (feature
+/// `gateway`, when the file has a `[gateway]` section) its gateway.
+///
+/// - No `[gateway]`: one [`Federation`] over a local `TopologyManager`.
+/// - `[gateway]` and `topology.clusters` (the cluster of every node): a
+///   `HybridTopologyManager`. Messages between this cluster's nodes stay local; a message to a
+///   node of another cluster travels with its object to that cluster's gateway (listed in
+///   `gateway.peers`), which stores the object and delivers the key.
+/// - `[gateway]` without `topology.clusters`: a local federation, and a gateway that serves
+///   the store to remote clients (`RemoteStore`).
+///
+/// ```no_run
+/// # async fn example() -> Result<(), gos::GosError> {
+/// let cluster = gos::Cluster::from_file("cluster-a.toml").await?;
+/// let nodes = cluster.nodes()?; // this cluster's nodes, ready to share and gather
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Cluster {
-    /// The configuration it was built from.
-    pub config: ClusterConfig,
-    /// The cluster's store.
-    pub store: Arc<dyn ObjectStore>,
-    /// The federation over the configured topology.
-    pub federation: Federation,
+    config: ClusterConfig,
+    store: Arc<dyn ObjectStore>,
+    created_store: bool,
+    bus: ClusterBus,
+    policy: DeletePolicy,
+}
+
+#[derive(Debug)]
+enum ClusterBus {
+    Local {
+        federation: Federation,
+        #[cfg(feature = "gateway")]
+        gateway: Option<Box<gos_gateway::Gateway>>,
+    },
+    #[cfg(feature = "gateway")]
+    Hybrid(Arc<gos_gateway::HybridTopologyManager>),
 }
 
 impl Cluster {
-    /// Builds the store and the manager a configuration describes. Relative paths in the
-    /// configuration are taken from `base` (the configuration file's directory).
-    ///
-    /// A shared-memory store is opened if it exists, created otherwise.
-    pub fn build(config: ClusterConfig, base: &Path) -> Result<Cluster, GosError> {
+    /// Assembles the cluster a configuration describes, starting its gateway if it has one.
+    /// Relative paths in the configuration are taken from `base`.
+    pub async fn start(config: ClusterConfig, base: &Path) -> Result<Cluster, GosError> {
         let topology = config.topology.build(base)?;
-        let store = open_store(&config)?;
-        let manager = TopologyManager::new(topology, config.bus.manager_config());
-        let federation =
-            Federation::with_manager(config.fed_id.clone(), manager, Arc::clone(&store));
+        let opened = open_store(&config)?;
+        let store = opened.store;
+        let manager_config = config.bus.manager_config();
+        let bus = match (&config.gateway, &config.topology.clusters) {
+            (None, Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "topology.clusters needs a [gateway] section to reach the other clusters"
+                        .into(),
+                )
+                .into());
+            }
+            (None, None) => ClusterBus::Local {
+                federation: Federation::with_manager(
+                    config.fed_id.clone(),
+                    TopologyManager::new(topology, manager_config),
+                    Arc::clone(&store),
+                ),
+                #[cfg(feature = "gateway")]
+                gateway: None,
+            },
+            #[cfg(not(feature = "gateway"))]
+            (Some(_), _) => {
+                let _ = (topology, manager_config);
+                return Err(ConfigError::FeatureDisabled {
+                    what: "a [gateway] section",
+                    feature: "gateway",
+                }
+                .into());
+            }
+            #[cfg(feature = "gateway")]
+            (Some(section), clusters) => {
+                let wire = section.to_wire(base)?;
+                match clusters {
+                    Some(clusters) => {
+                        let hybrid =
+                            gos_gateway::HybridTopology::new(topology, clusters.iter().cloned())
+                                .map_err(gateway_error)?;
+                        let manager = gos_gateway::HybridTopologyManager::start(
+                            wire,
+                            hybrid,
+                            Arc::clone(&store),
+                            manager_config,
+                        )
+                        .await
+                        .map_err(gateway_error)?;
+                        if manager.cluster_id() != config.cluster_id {
+                            return Err(ConfigError::Invalid(format!(
+                                "cluster_id is `{}` but the gateway certificate names `{}`",
+                                config.cluster_id,
+                                manager.cluster_id()
+                            ))
+                            .into());
+                        }
+                        for peer in &section.peers {
+                            manager
+                                .add_peer(&peer.cluster, peer.addr)
+                                .map_err(gateway_error)?;
+                        }
+                        ClusterBus::Hybrid(Arc::new(manager))
+                    }
+                    None => {
+                        let gateway = gos_gateway::Gateway::start(wire, Arc::clone(&store))
+                            .await
+                            .map_err(gateway_error)?;
+                        ClusterBus::Local {
+                            federation: Federation::with_manager(
+                                config.fed_id.clone(),
+                                TopologyManager::new(topology, manager_config),
+                                Arc::clone(&store),
+                            ),
+                            gateway: Some(Box::new(gateway)),
+                        }
+                    }
+                }
+            }
+        };
         Ok(Cluster {
             config,
             store,
-            federation,
+            created_store: opened.created,
+            bus,
+            policy: DeletePolicy::default(),
         })
     }
 
-    /// Reads a configuration file and builds its cluster.
-    pub fn from_file(path: impl AsRef<Path>) -> Result<Cluster, GosError> {
+    /// Reads a configuration file and assembles its cluster (paths relative to the file).
+    pub async fn from_file(path: impl AsRef<Path>) -> Result<Cluster, GosError> {
         let path = path.as_ref();
         let config = ClusterConfig::from_file(path)?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::build(config, base)
+        Self::start(config, base).await
+    }
+
+    /// Sets the delete policy of the nodes made from now on.
+    #[must_use]
+    pub fn policy(mut self, policy: DeletePolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The configuration the cluster was assembled from.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    /// The cluster's store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// True when assembling the cluster created its (shared-memory) store rather than opening
+    /// an existing one.
+    pub fn created_store(&self) -> bool {
+        self.created_store
+    }
+
+    /// The nodes of the topology that belong to this cluster (all of them without
+    /// `topology.clusters`).
+    pub fn node_ids(&self) -> Vec<gos_topology::NodeId> {
+        match &self.bus {
+            ClusterBus::Local { federation, .. } => {
+                federation.manager().topology().nodes().collect()
+            }
+            #[cfg(feature = "gateway")]
+            ClusterBus::Hybrid(manager) => manager.topology().nodes_in(manager.cluster_id()),
+        }
+    }
+
+    /// Registers one node of this cluster and returns it.
+    pub fn node(&self, id: gos_topology::NodeId) -> Result<FederatedNode, GosError> {
+        match &self.bus {
+            ClusterBus::Local { federation, .. } => federation.clone().policy(self.policy).node(id),
+            #[cfg(feature = "gateway")]
+            ClusterBus::Hybrid(manager) => {
+                let mailbox = manager.register(id).map_err(gateway_error)?;
+                let bus: Arc<dyn Bus> = Arc::clone(manager) as Arc<dyn Bus>;
+                Ok(FederatedNode::new(
+                    self.config.fed_id.clone(),
+                    Arc::clone(&self.store),
+                    bus,
+                    Box::new(mailbox),
+                    self.policy,
+                ))
+            }
+        }
+    }
+
+    /// Registers every node of this cluster and returns them, in node order.
+    pub fn nodes(&self) -> Result<Vec<FederatedNode>, GosError> {
+        self.node_ids()
+            .into_iter()
+            .map(|id| self.node(id))
+            .collect()
+    }
+
+    /// Messages and bytes routed by this cluster's bus so far (deliveries from other clusters
+    /// included).
+    pub fn routing_stats(&self) -> gos_topology::RoutingStats {
+        match &self.bus {
+            ClusterBus::Local { federation, .. } => federation.manager().stats(),
+            #[cfg(feature = "gateway")]
+            ClusterBus::Hybrid(manager) => manager.local().stats(),
+        }
+    }
+
+    /// Where the cluster's gateway listens, if it has one.
+    pub fn gateway_addr(&self) -> Option<std::net::SocketAddr> {
+        match &self.bus {
+            ClusterBus::Local { .. } => {
+                #[cfg(feature = "gateway")]
+                if let ClusterBus::Local {
+                    gateway: Some(gateway),
+                    ..
+                } = &self.bus
+                {
+                    return gateway.local_addr().ok();
+                }
+                None
+            }
+            #[cfg(feature = "gateway")]
+            ClusterBus::Hybrid(manager) => manager.gateway().local_addr().ok(),
+        }
+    }
+
+    /// Tells the cluster where another cluster's gateway listens (for peers whose address is
+    /// known only at run time, such as port 0 in tests).
+    #[cfg(feature = "gateway")]
+    pub fn add_peer(&self, cluster: &str, addr: std::net::SocketAddr) -> Result<(), GosError> {
+        match &self.bus {
+            ClusterBus::Hybrid(manager) => manager.add_peer(cluster, addr).map_err(gateway_error),
+            ClusterBus::Local { .. } => Err(ConfigError::Invalid(
+                "this cluster has no hybrid topology (topology.clusters) to add a peer to".into(),
+            )
+            .into()),
+        }
+    }
+
+    /// Stops the gateway, if any (nodes still holding the bus keep it alive until dropped).
+    pub async fn shutdown(self) {
+        match self.bus {
+            #[cfg(feature = "gateway")]
+            ClusterBus::Local {
+                gateway: Some(gateway),
+                ..
+            } => gateway.shutdown().await,
+            #[cfg(feature = "gateway")]
+            ClusterBus::Hybrid(manager) => {
+                if let Ok(manager) = Arc::try_unwrap(manager) {
+                    manager.shutdown().await;
+                }
+            }
+            _ => {}
+        }
     }
 }
 
-/// Opens the store a configuration describes.
-pub fn open_store(config: &ClusterConfig) -> Result<Arc<dyn ObjectStore>, GosError> {
+#[cfg(feature = "gateway")]
+fn gateway_error(e: gos_gateway::GatewayError) -> GosError {
+    GosError::Gateway(e.to_string())
+}
+
+/// A store opened (or created) from a configuration.
+#[derive(Debug)]
+pub struct OpenedStore {
+    /// The store.
+    pub store: Arc<dyn ObjectStore>,
+    /// True when this call created it (a shared-memory store that did not exist yet).
+    pub created: bool,
+}
+
+/// Opens the store a configuration describes: a new `MemoryStore`, or the shared-memory store
+/// of `store.name`, created with the configured limits if it does not exist yet (an existing
+/// one keeps its own limits).
+pub fn open_store(config: &ClusterConfig) -> Result<OpenedStore, GosError> {
     let limits = config.store.limits();
     match config.store.backend {
         Backend::Memory => {
             #[cfg(feature = "memory")]
             {
-                Ok(Arc::new(gos_store_memory::MemoryStore::new(limits)))
+                Ok(OpenedStore {
+                    store: Arc::new(gos_store_memory::MemoryStore::new(limits)),
+                    created: false,
+                })
             }
             #[cfg(not(feature = "memory"))]
             {
@@ -143,18 +382,26 @@ pub fn open_store(config: &ClusterConfig) -> Result<Arc<dyn ObjectStore>, GosErr
         Backend::Shm => {
             #[cfg(feature = "shm")]
             {
+                use gos_store_shm::{ShmConfig, ShmError, ShmStore};
                 let name =
                     config.store.name.as_deref().ok_or_else(|| {
                         ConfigError::Invalid("store.name is required for shm".into())
                     })?;
-                let store = match gos_store_shm::ShmStore::open(name) {
-                    Ok(store) => store,
-                    Err(_) => gos_store_shm::ShmStore::create(
-                        name,
-                        gos_store_shm::ShmConfig::new(limits),
-                    )?,
+                let not_found = |e: &gos_store::Error| {
+                    matches!(e, gos_store::Error::Backend { source, .. }
+                        if matches!(source.downcast_ref::<ShmError>(), Some(ShmError::NotFound(_))))
                 };
-                Ok(Arc::new(store))
+                match ShmStore::open(name) {
+                    Ok(store) => Ok(OpenedStore {
+                        store: Arc::new(store),
+                        created: false,
+                    }),
+                    Err(e) if not_found(&e) => Ok(OpenedStore {
+                        store: Arc::new(ShmStore::create(name, ShmConfig::new(limits))?),
+                        created: true,
+                    }),
+                    Err(e) => Err(e.into()),
+                }
             }
             #[cfg(not(feature = "shm"))]
             {

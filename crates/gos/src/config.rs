@@ -16,6 +16,7 @@
 //! kind = "ring"              # ring | star | full | k_connected | custom
 //! nodes = 8
 //! # hub = 0 (star), k = 3 and seed = 1 (k_connected), csv = "graph.csv" (custom)
+//! # clusters = ["cluster-a", "cluster-a", ...]  # the cluster of each node (hybrid)
 //!
 //! [bus]
 //! mailbox_capacity = 1024
@@ -185,6 +186,10 @@ pub struct TopologyConfig {
     /// The adjacency matrix file of a custom graph.
     #[serde(default)]
     pub csv: Option<PathBuf>,
+    /// The cluster of every node, in node order, for a federation spread over several
+    /// clusters (needs a `[gateway]` section).
+    #[serde(default)]
+    pub clusters: Option<Vec<String>>,
 }
 
 /// The kinds of graph a configuration can ask for.

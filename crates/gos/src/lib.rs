@@ -56,7 +56,7 @@ mod hybrid;
 mod node;
 
 pub use bus::{Bus, Inbox};
-pub use cluster::{Cluster, Federation, open_store};
+pub use cluster::{Cluster, Federation, OpenedStore, open_store};
 pub use config::{ClusterConfig, ConfigError};
 pub use error::GosError;
 pub use node::{DeletePolicy, FederatedNode, READERS_HEADER, Received, Shared};
