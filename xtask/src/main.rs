@@ -26,11 +26,14 @@ enum Task {
         #[arg(long, default_value_t = 5_000)]
         cases: u32,
     },
-    /// Runs the cargo-fuzz targets under fuzz/ for a while each (needs nightly + cargo-fuzz).
+    /// Runs the cargo-fuzz targets under fuzz/ for a while each (`cargo install cargo-fuzz`).
     Fuzz {
         /// Seconds per target.
         #[arg(long, default_value_t = 60)]
         seconds: u64,
+        /// The sanitizer: `none` works on the stable toolchain; `address` needs nightly.
+        #[arg(long, default_value = "none")]
+        sanitizer: String,
     },
 }
 
@@ -70,7 +73,7 @@ fn main() -> Result<()> {
                 &[("GOS_CONFORMANCE_CASES", &cases), ("GOS_SOAK", "1")],
             )?;
         }
-        Task::Fuzz { seconds } => {
+        Task::Fuzz { seconds, sanitizer } => {
             let root = root()?;
             let fuzz = root.join("fuzz");
             if !fuzz.exists() {
@@ -83,8 +86,14 @@ fn main() -> Result<()> {
                 .context("running `cargo fuzz list` (install with `cargo install cargo-fuzz`)")?;
             let max_time = format!("-max_total_time={seconds}");
             for target in String::from_utf8(list.stdout)?.lines() {
+                let mut args = vec![];
+                if sanitizer != "none" {
+                    args.push("+nightly");
+                }
+                args.extend(["fuzz", "run", target, "--sanitizer", &sanitizer, "--", &max_time]);
+                println!("$ cargo {}", args.join(" "));
                 let status = Command::new("cargo")
-                    .args(["+nightly", "fuzz", "run", target, "--", &max_time])
+                    .args(&args)
                     .current_dir(&root)
                     .status()?;
                 if !status.success() {
