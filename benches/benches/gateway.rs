@@ -59,8 +59,7 @@ fn main() -> Result<()> {
         tuning,
         timeouts,
     ))?;
-    // The receiving cluster's store in shared memory: its reservations reuse memory that is
-    // already faulted in, where MemoryStore's default reservation is a fresh allocation.
+    // The receiving cluster's store in shared memory (its reservations write into the arena).
     let shm_name = format!("bench-gateway-{}", std::process::id());
     let shm: Arc<dyn ObjectStore> = Arc::new(ShmStore::create(
         &shm_name,

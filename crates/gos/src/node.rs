@@ -21,6 +21,13 @@ pub enum DeletePolicy {
     /// The publish lists the key's readers (header [`READERS_HEADER`]); each reader
     /// [`release`](FederatedNode::release)s the key when done, and the release that completes
     /// the list deletes it. No reader ever finds the key gone, however the readers interleave.
+    ///
+    /// Releases are recorded in the store itself, as empty marker keys under the object's key
+    /// (`fed/node_3/round_5/released/node_4`, put in `Create` mode), so the rule holds for
+    /// readers in different processes too; they count against `max_entries` until the last
+    /// release deletes them with the object. Readers in another cluster read (and release)
+    /// that cluster's copy; when no reader shares the sender's store, the sender deletes its
+    /// own copy once the publish has carried the object across.
     #[default]
     LastReader,
     /// The owner deletes its keys of earlier rounds when it shares round `n`: safe when every
