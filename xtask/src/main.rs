@@ -90,7 +90,15 @@ fn main() -> Result<()> {
                 if sanitizer != "none" {
                     args.push("+nightly");
                 }
-                args.extend(["fuzz", "run", target, "--sanitizer", &sanitizer, "--", &max_time]);
+                args.extend([
+                    "fuzz",
+                    "run",
+                    target,
+                    "--sanitizer",
+                    &sanitizer,
+                    "--",
+                    &max_time,
+                ]);
                 println!("$ cargo {}", args.join(" "));
                 let status = Command::new("cargo")
                     .args(&args)
