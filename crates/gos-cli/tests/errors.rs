@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{SHORT, ShmName, run, write_config};
+use common::{SHORT, ShmName, make_certs, run, write_config};
 
 fn serve_error(config: &std::path::Path) -> String {
     run(&["serve", "--config", config.to_str().unwrap()], SHORT).one_line_error()
@@ -56,19 +56,7 @@ fn bad_config_files_are_one_line() {
 
     // cluster_id that is not the certificate's.
     let certs = d.join("certs");
-    run(
-        &[
-            "certs",
-            "--out",
-            certs.to_str().unwrap(),
-            "--cluster",
-            "cluster-e",
-            "--cluster",
-            "cluster-f",
-        ],
-        SHORT,
-    )
-    .ok();
+    make_certs(&certs, &["cluster-e", "cluster-f"]);
     let text = std::fs::read_to_string(&config)
         .unwrap()
         .replace("certs/cluster-e.", "certs/cluster-f.");
@@ -161,17 +149,7 @@ fn bad_store_requests_are_one_line() {
 
     // A gateway nobody listens on: a bounded timeout, one line.
     let certs = dir.path().join("certs");
-    run(
-        &[
-            "certs",
-            "--out",
-            certs.to_str().unwrap(),
-            "--cluster",
-            "client",
-        ],
-        SHORT,
-    )
-    .ok();
+    make_certs(&certs, &["client"]);
     let out = run(
         &[
             "store",

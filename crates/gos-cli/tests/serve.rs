@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{SHORT, Served, ShmName, pattern, run, serve, write_config};
+use common::{SHORT, Served, ShmName, make_certs, pattern, run, serve, write_config};
 
 /// `gos store --remote <addr> --cluster <cluster> --certs <certs> --as <me> <cmd...>`.
 fn remote(served: &Served, cluster: &str, certs: &Path, me: &str, cmd: &[&str]) -> common::Output {
@@ -141,23 +141,7 @@ fn exercise(served: &Served, cluster: &str, dir: &Path, seed: u64) {
 fn two_served_clusters_through_their_gateways() {
     let dir = tempfile::tempdir().unwrap();
     let certs = dir.path().join("certs");
-    run(
-        &[
-            "certs",
-            "--out",
-            certs.to_str().unwrap(),
-            "--cluster",
-            "cluster-a",
-            "--cluster",
-            "cluster-b",
-            "--cluster",
-            "client",
-            "--cluster",
-            "intruder",
-        ],
-        SHORT,
-    )
-    .ok();
+    make_certs(&certs, &["cluster-a", "cluster-b", "client", "intruder"]);
     let shm_a = ShmName::new("a");
     let shm_b = ShmName::new("b");
     let config_a = write_config(dir.path(), "cluster-a", &shm_a, &["cluster-b", "client"]);
@@ -243,17 +227,7 @@ fn two_served_clusters_through_their_gateways() {
     let line = remote(&a, "cluster-a", &certs, "intruder", &["keys"]).one_line_error();
     assert!(line.contains("intruder"), "{line}");
     let other = dir.path().join("other-federation");
-    run(
-        &[
-            "certs",
-            "--out",
-            other.to_str().unwrap(),
-            "--cluster",
-            "client",
-        ],
-        SHORT,
-    )
-    .ok();
+    make_certs(&other, &["client"]);
     let line = remote(&a, "cluster-a", &other, "client", &["keys"]).one_line_error();
     assert!(line.contains("certificate"), "{line}");
     let line = remote(&a, "cluster-b", &certs, "client", &["keys"]).one_line_error();
@@ -316,19 +290,7 @@ fn two_served_clusters_through_their_gateways() {
 fn a_killed_gateway_gives_a_bounded_error() {
     let dir = tempfile::tempdir().unwrap();
     let certs = dir.path().join("certs");
-    run(
-        &[
-            "certs",
-            "--out",
-            certs.to_str().unwrap(),
-            "--cluster",
-            "cluster-k",
-            "--cluster",
-            "client",
-        ],
-        SHORT,
-    )
-    .ok();
+    make_certs(&certs, &["cluster-k", "client"]);
     let shm_k = ShmName::new("k");
     let config = write_config(dir.path(), "cluster-k", &shm_k, &["client"]);
     let mut served = serve(&config, &[]);
@@ -376,19 +338,7 @@ fn a_killed_gateway_gives_a_bounded_error() {
 fn a_memory_store_served_stops_on_sigint() {
     let dir = tempfile::tempdir().unwrap();
     let certs = dir.path().join("certs");
-    run(
-        &[
-            "certs",
-            "--out",
-            certs.to_str().unwrap(),
-            "--cluster",
-            "cluster-m",
-            "--cluster",
-            "client",
-        ],
-        SHORT,
-    )
-    .ok();
+    make_certs(&certs, &["cluster-m", "client"]);
     let unused = ShmName::new("m");
     let config = write_config(dir.path(), "cluster-m", &unused, &["client"]);
     let text = std::fs::read_to_string(&config)
@@ -438,17 +388,7 @@ fn a_memory_store_served_stops_on_sigint() {
 fn a_busy_port_is_one_line_and_leaves_no_store() {
     let dir = tempfile::tempdir().unwrap();
     let certs = dir.path().join("certs");
-    run(
-        &[
-            "certs",
-            "--out",
-            certs.to_str().unwrap(),
-            "--cluster",
-            "cluster-p",
-        ],
-        SHORT,
-    )
-    .ok();
+    make_certs(&certs, &["cluster-p"]);
     let busy = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port();
     let shm_p = ShmName::new("p");

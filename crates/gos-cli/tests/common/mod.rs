@@ -302,3 +302,13 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
 }
 
 pub const SHORT: Duration = Duration::from_secs(20);
+
+/// `gos certs --out <out> --cluster <id>...`: a federation CA and one identity per id.
+pub fn make_certs(out: &Path, ids: &[&str]) {
+    let out = out.to_str().expect("a UTF-8 path");
+    let mut args = vec!["certs", "--out", out];
+    for id in ids {
+        args.extend(["--cluster", id]);
+    }
+    run(&args, SHORT).ok();
+}
