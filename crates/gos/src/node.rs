@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use gos_store::{Error as StoreError, KeyPrefix, ObjectKey, ObjectStore, PutMode};
-use gos_topology::{Message, MessageKind, NodeId, Targets};
+use gos_topology::{Message, MessageKind, NodeId, Targets, TopologyError};
 
 use crate::bus::{Bus, Inbox};
 use crate::error::GosError;
@@ -195,7 +195,25 @@ impl FederatedNode {
         let msg = Message::key(self.fed_id.clone(), self.id, round, &key)
             .with_header(READERS_HEADER, list.join(","));
         let bus_bytes = msg.wire_size();
-        let reached = self.bus.publish(msg, Targets::Neighbours).await?;
+        let reached = match self.bus.publish(msg, Targets::Neighbours).await {
+            Ok(reached) => reached,
+            Err(e) => {
+                // A publish that reached nobody (refused, or every delivery failed) leaves no
+                // reader to release the key: take it back rather than leak it. One that reached
+                // some readers leaves it to them (and to `delete_prefix` for the others' share).
+                let reached_nobody = match &e {
+                    GosError::Topology(TopologyError::Undelivered { delivered, .. }) => {
+                        delivered.is_empty()
+                    }
+                    GosError::Topology(_) => true,
+                    _ => false,
+                };
+                if reached_nobody && self.policy != DeletePolicy::Keep {
+                    self.store.delete(&key).await?;
+                }
+                return Err(e);
+            }
+        };
         match self.policy {
             DeletePolicy::OwnerNextRound => {
                 self.owned.insert(round, key.clone());

@@ -136,3 +136,18 @@ async fn gather_times_out_with_a_typed_error() {
         other => panic!("expected RecvTimeout, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_publish_that_reaches_nobody_takes_its_key_back() {
+    let store = Arc::new(MemoryStore::default());
+    let federation = Federation::new("fed", Topology::ring(3).unwrap(), store.clone());
+    // Node 0 shares, but its neighbours never registered: every delivery fails.
+    let mut node = federation.node(gos::NodeId(0)).unwrap();
+    let err = node.share(1, Bytes::from_static(b"w")).await.unwrap_err();
+    assert!(matches!(err, GosError::Topology(_)), "{err:?}");
+    assert!(
+        store.is_empty().await.unwrap(),
+        "the key leaked: {:?}",
+        store.keys().await.unwrap()
+    );
+}
