@@ -398,9 +398,9 @@ async fn drive(
         }));
     }
     drop(tx);
-    let bar = progress.clone();
+    let (bar, rounds) = (progress.clone(), args.rounds);
     let rows = collect(rx, args.nodes, args.rounds, meter, &progress, move |r| {
-        bar.set_message((r + 2).to_string())
+        bar.set_message((r + 2).min(rounds).to_string())
     })
     .await;
     progress.finish_and_clear();

@@ -170,6 +170,7 @@ pub(crate) async fn run_shm(args: &DemoArgs) -> Result<Summary> {
     let bar = progress.clone();
     let meter = RelayMeter(manager.clone());
     let go = writers.clone();
+    let rounds = args.rounds;
     let rows = demo::collect(
         round_rx,
         args.nodes,
@@ -177,7 +178,7 @@ pub(crate) async fn run_shm(args: &DemoArgs) -> Result<Summary> {
         &meter,
         &progress,
         move |r| {
-            bar.set_message((r + 2).to_string());
+            bar.set_message((r + 2).min(rounds).to_string());
             for w in &go {
                 let _ = w.send(ToNode::Go(r));
             }
