@@ -1,19 +1,19 @@
-//! A whole federated round, end to end through the facade: 16 nodes share a model (store put +
-//! key on the bus), gather their neighbours' models (zero-copy gets), and release them (the
-//! last reader deletes). Ring and full topologies, 1 MiB and 100 MiB models, memory and shm
-//! backends. Prints a table: round time, and bus bytes per round (the same for both sizes).
+//! A whole federated round, end to end through the facade (`gos::measure_rounds`): 16 nodes
+//! share a model (store put + key on the bus), gather their neighbours' models (zero-copy
+//! gets) and release them (the last reader deletes). Ring and full topologies, 1 MiB and
+//! 100 MiB models, memory and shm backends. Prints a table: round time, and bus bytes per round
+//! (the same for both sizes, or the benchmark fails). `gos bench` runs the same from the CLI.
 //!
 //! Run: `cargo bench -p gos-benches --bench round`. Figures: docs/benchmarks.md.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
 use gos::shm::{ShmConfig, ShmStore};
-use gos::{Federation, Limits, MemoryStore, ObjectStore, Topology};
+use gos::{Federation, Limits, MemoryStore, ObjectStore, RoundPlan, Topology, measure_rounds};
 
 const NODES: usize = 16;
-const ROUNDS: u64 = 6; // the first is a warm-up and is not counted
+const ROUNDS: u64 = 5;
 
 #[derive(Clone, Copy, Debug)]
 enum Backend {
@@ -38,69 +38,30 @@ async fn run(topology: Topology, size: usize, backend: Backend) -> anyhow::Resul
         Backend::Memory => Arc::new(MemoryStore::new(limits)),
         Backend::Shm => {
             let _ = ShmStore::remove(&name);
-            let config =
-                ShmConfig::new(limits).arena_bytes(capacity + (NODES as u64) * size as u64);
+            let config = ShmConfig::new(limits).arena_bytes(capacity + NODES as u64 * size as u64);
             Arc::new(ShmStore::create(&name, config)?)
         }
     };
     let federation = Federation::new("bench", topology, Arc::clone(&store));
-    let nodes = federation.nodes()?;
-    let barrier = Arc::new(tokio::sync::Barrier::new(NODES + 1));
-    // Each node's (start, end) of each round: a round lasts from the first start to the last end.
-    let spans = Arc::new(std::sync::Mutex::new(Vec::<(u64, Instant, Instant)>::new()));
-    let mut tasks = Vec::new();
-    for mut node in nodes {
-        let barrier = Arc::clone(&barrier);
-        let spans = Arc::clone(&spans);
-        // Each node's model is made once; sharing it is what the backend makes of a put
-        // (a reference for memory, one copy into shared memory for shm).
-        let model = Bytes::from(vec![node.id().0 as u8; size]);
-        tasks.push(tokio::spawn(async move {
-            for round in 0..ROUNDS {
-                barrier.wait().await;
-                let start = Instant::now();
-                node.share(round, model.clone()).await?;
-                for input in node.gather(round, Duration::from_secs(60)).await? {
-                    assert_eq!(input.value.len(), size);
-                    node.release(input).await?;
-                }
-                let end = Instant::now();
-                spans.lock().expect("spans").push((round, start, end));
-                barrier.wait().await;
-            }
-            Ok::<(), gos::GosError>(())
-        }));
+    let timings = measure_rounds(&federation, &RoundPlan::new(ROUNDS, size)).await;
+    let empty = store.is_empty().await;
+    drop((federation, store));
+    if let Backend::Shm = backend {
+        ShmStore::remove(&name)?;
     }
-    let mut times = Vec::new();
-    let mut bus = (0, 0);
-    for round in 0..ROUNDS {
-        let before = federation.manager().stats();
-        barrier.wait().await;
-        barrier.wait().await;
-        let after = federation.manager().stats();
-        let spans = spans.lock().expect("spans");
-        let of_round = spans.iter().filter(|s| s.0 == round);
-        let first = of_round.clone().map(|s| s.1).min().expect("a start");
-        let last = of_round.map(|s| s.2).max().expect("an end");
-        if round > 0 {
-            times.push(last - first);
-            bus = (after.bytes - before.bytes, after.messages - before.messages);
-        }
-    }
-    for t in tasks {
-        t.await??;
-    }
-    anyhow::ensure!(store.is_empty().await?, "keys left after the rounds");
+    let timings = timings?;
+    anyhow::ensure!(empty?, "keys left after the rounds");
+    let bus = (timings[0].bus_bytes, timings[0].bus_messages);
+    anyhow::ensure!(
+        timings.iter().all(|t| (t.bus_bytes, t.bus_messages) == bus),
+        "bus traffic differs between rounds"
+    );
     anyhow::ensure!(
         bus.1 == NODES as u64 * readers,
         "unexpected message count {}",
         bus.1
     );
-    drop(federation);
-    drop(store);
-    if let Backend::Shm = backend {
-        ShmStore::remove(&name)?;
-    }
+    let mut times: Vec<Duration> = timings.iter().map(|t| t.time).collect();
     times.sort_unstable();
     Ok(Row {
         median: times[times.len() / 2],
@@ -115,8 +76,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     println!(
-        "GOS round benchmark: {NODES} nodes, {} measured rounds each (after one warm-up)\n",
-        ROUNDS - 1
+        "GOS round benchmark: {NODES} nodes, {ROUNDS} measured rounds each (after one warm-up)\n"
     );
     println!(
         "{:<8} {:<6} {:>8} {:>12} {:>12} {:>10} {:>14}",

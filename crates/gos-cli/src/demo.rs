@@ -62,7 +62,7 @@ pub(crate) struct DemoArgs {
     pub(crate) quiet: bool,
 }
 
-fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     s.parse::<ByteSize>().map(|b| b.0)
 }
 

@@ -1,6 +1,7 @@
 //! `gos`: run a simulated federation (`demo`), serve a cluster (`serve`), inspect or change a
-//! running store (`store`), make a federation's certificates (`certs`).
+//! running store (`store`), make a federation's certificates (`certs`), time rounds (`bench`).
 
+mod bench;
 mod certs;
 mod demo;
 mod relay;
@@ -33,6 +34,8 @@ enum Command {
     Store(store::StoreArgs),
     /// Make a federation CA and cluster certificates.
     Certs(certs::CertsArgs),
+    /// Time rounds of share, gather and release on this machine, per store, topology and size.
+    Bench(bench::BenchArgs),
     /// One node of `gos demo --store shm`, run as its own process (internal).
     #[command(hide = true)]
     DemoNode(demo::NodeArgs),
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Store(args) => store::run(args).await,
             Command::Certs(args) => certs::run(args),
+            Command::Bench(args) => bench::run(args).await,
             Command::DemoNode(args) => demo::run_node(args).await,
         }
     });

@@ -38,6 +38,9 @@ pub enum GosError {
     /// The gateway failed (feature `gateway`).
     #[error("gateway: {0}")]
     Gateway(String),
+    /// A node's task failed in a way of its own (a panic, an unexpected value).
+    #[error("node task: {0}")]
+    Task(String),
 }
 
 impl GosError {

@@ -53,12 +53,14 @@ pub mod config;
 mod error;
 #[cfg(feature = "gateway")]
 mod hybrid;
+mod measure;
 mod node;
 
 pub use bus::{Bus, Inbox};
 pub use cluster::{Cluster, Federation, OpenedStore, open_store};
 pub use config::{ClusterConfig, ConfigError};
 pub use error::GosError;
+pub use measure::{RoundPlan, RoundTiming, measure_rounds};
 pub use node::{DeletePolicy, FederatedNode, READERS_HEADER, Received, Shared};
 
 pub use bytes::Bytes;
