@@ -3,7 +3,10 @@
 //! plain TCP, in one run; prints a table. Target: the gateway within 1.25x of bare quinn.
 //!
 //! Run: `cargo bench -p gos-benches --bench gateway` (`GOS_BENCH_RUNS=n` timed runs per row,
-//! default 7). Figures: docs/icrf.md and docs/benchmarks.md.
+//! default 15; `GOS_BENCH_SAMPLES=1` prints every sample of the quinn rows). The receiving and
+//! the sending side each run on a runtime of their own, as two processes would, and the three
+//! quinn rows run interleaved, one transfer of each in turn, so that their ratios are paired.
+//! Figures: docs/icrf.md and docs/benchmarks.md.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -30,11 +33,16 @@ fn main() -> Result<()> {
     let runs: usize = std::env::var("GOS_BENCH_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(7);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+        .unwrap_or(15);
+    // The receiving cluster and the sending one each get their own runtime with the default
+    // worker count (one per core), as two processes would: the gateways and the bare quinn
+    // server run on one, the clients on the other.
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    };
+    let (server_rt, client_rt) = (runtime()?, runtime()?);
     let payload = Bytes::from((0..SIZE).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
     let ca = FederationCa::generate("bench federation")?;
     let tls = |id: &str, peer: &str| -> Result<TlsSettings> {
@@ -49,42 +57,61 @@ fn main() -> Result<()> {
     let tuning = TransportTuning::default();
     let timeouts = Timeouts::default();
 
+    // The three quinn paths run interleaved, one transfer of each in turn, so that a slow
+    // moment of the machine weighs on all of them alike and their ratios are paired.
     let memory: Arc<dyn ObjectStore> = Arc::new(MemoryStore::unlimited());
-    let gateway = runtime.block_on(gateway_times(
-        &payload,
-        runs,
-        memory,
-        &server_tls,
-        &client_tls,
-        tuning,
-        timeouts,
-    ))?;
-    // The receiving cluster's store in shared memory (its reservations write into the arena).
     let shm_name = format!("bench-gateway-{}", std::process::id());
     let shm: Arc<dyn ObjectStore> = Arc::new(ShmStore::create(
         &shm_name,
         ShmConfig::new(Limits::with_capacity(320 << 20)),
     )?);
-    let gateway_shm = runtime.block_on(gateway_times(
-        &payload,
-        runs,
-        shm,
-        &server_tls,
-        &client_tls,
-        tuning,
-        timeouts,
-    ));
+    let gateway_mem =
+        server_rt.block_on(start_gateway(memory.clone(), &server_tls, tuning, timeouts))?;
+    let gateway_shm =
+        server_rt.block_on(start_gateway(shm.clone(), &server_tls, tuning, timeouts))?;
+    let (bare_addr, bare_server) =
+        server_rt.block_on(start_bare_server(&server_tls, tuning, timeouts))?;
+    let quic = client_rt.block_on(async {
+        let mut to_memory =
+            GatewayPath::connect(&gateway_mem, memory, &client_tls, tuning, timeouts).await?;
+        let mut to_shm =
+            GatewayPath::connect(&gateway_shm, shm, &client_tls, tuning, timeouts).await?;
+        let mut bare =
+            BarePath::connect(bare_addr, bare_server, &client_tls, tuning, timeouts).await?;
+        let mut times = [Vec::new(), Vec::new(), Vec::new()];
+        for run in 0..=runs {
+            let t = [
+                to_memory.once(&payload).await?,
+                to_shm.once(&payload).await?,
+                bare.once(&payload).await?,
+            ];
+            if run > 0 {
+                for (all, t) in times.iter_mut().zip(t) {
+                    all.push(t);
+                }
+            }
+        }
+        to_memory.check(&payload).await?;
+        to_shm.check(&payload).await?;
+        bare.finish().await;
+        anyhow::Ok(times)
+    });
+    server_rt.block_on(async {
+        gateway_mem.shutdown().await;
+        gateway_shm.shutdown().await;
+    });
     ShmStore::remove(&shm_name)?;
-    let gateway_shm = gateway_shm?;
-    let bare = runtime.block_on(quinn_times(
-        &payload,
-        runs,
-        &server_tls,
-        &client_tls,
-        tuning,
-        timeouts,
-    ))?;
-    drop(runtime);
+    let [gateway, gateway_shm, bare] = quic?;
+    if std::env::var_os("GOS_BENCH_SAMPLES").is_some() {
+        for (name, t) in [("memory", &gateway), ("shm", &gateway_shm), ("bare", &bare)] {
+            let ms: Vec<String> = t
+                .iter()
+                .map(|d| format!("{:.0}", d.as_secs_f64() * 1e3))
+                .collect();
+            eprintln!("{name}: {}", ms.join(" "));
+        }
+    }
+    drop((server_rt, client_rt));
     let tls_tcp = tcp_times(&payload, runs, Some((&server_tls, &client_tls)))?;
     let tcp = tcp_times(&payload, runs, None)?;
 
@@ -121,51 +148,66 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-async fn gateway_times(
-    payload: &Bytes,
-    runs: usize,
+/// A gateway serving `store` (on the receiving cluster's runtime).
+async fn start_gateway(
     store: Arc<dyn ObjectStore>,
     server_tls: &TlsSettings,
-    client_tls: &TlsSettings,
     tuning: TransportTuning,
     timeouts: Timeouts,
-) -> Result<Vec<Duration>> {
+) -> Result<Gateway> {
     let mut config = GatewayConfig::new(LOCAL.parse()?, server_tls.clone());
     config.transport = tuning;
     config.timeouts = timeouts;
-    let gateway = Gateway::start(config, store.clone()).await?;
-    let mut client = ClientConfig::new(gateway.local_addr()?, "cluster-b", client_tls.clone());
-    client.transport = tuning;
-    client.timeouts = timeouts;
-    let remote = RemoteStore::connect(client).await?;
-    let key = ObjectKey::round("bench", "node_0", 0)?;
-    let mut times = Vec::new();
-    for run in 0..=runs {
-        let started = Instant::now();
-        remote.put(&key, payload.clone()).await?;
-        if run > 0 {
-            times.push(started.elapsed());
-        }
-    }
-    let stored = store.get(&key).await?.context("stored")?;
-    anyhow::ensure!(stored == *payload, "the stored object differs");
-    gateway.shutdown().await;
-    Ok(times)
+    Ok(Gateway::start(config, store).await?)
 }
 
-async fn quinn_times(
-    payload: &Bytes,
-    runs: usize,
+/// A RemoteStore putting into a store behind a gateway (on the sending cluster's runtime).
+struct GatewayPath {
+    store: Arc<dyn ObjectStore>,
+    remote: RemoteStore,
+    key: ObjectKey,
+}
+
+impl GatewayPath {
+    async fn connect(
+        gateway: &Gateway,
+        store: Arc<dyn ObjectStore>,
+        client_tls: &TlsSettings,
+        tuning: TransportTuning,
+        timeouts: Timeouts,
+    ) -> Result<Self> {
+        let mut client = ClientConfig::new(gateway.local_addr()?, "cluster-b", client_tls.clone());
+        client.transport = tuning;
+        client.timeouts = timeouts;
+        let remote = RemoteStore::connect(client).await?;
+        let key = ObjectKey::round("bench", "node_0", 0)?;
+        Ok(GatewayPath { store, remote, key })
+    }
+
+    /// One put of the payload (an overwrite of one key), timed.
+    async fn once(&mut self, payload: &Bytes) -> Result<Duration> {
+        let started = Instant::now();
+        self.remote.put(&self.key, payload.clone()).await?;
+        Ok(started.elapsed())
+    }
+
+    /// Checks what was stored.
+    async fn check(&self, payload: &Bytes) -> Result<()> {
+        let stored = self.store.get(&self.key).await?.context("stored")?;
+        anyhow::ensure!(stored == *payload, "the stored object differs");
+        Ok(())
+    }
+}
+
+/// The bare quinn receiver (on the receiving cluster's runtime): counts quinn's chunks of each
+/// stream without copying them and acknowledges the length.
+async fn start_bare_server(
     server_tls: &TlsSettings,
-    client_tls: &TlsSettings,
     tuning: TransportTuning,
     timeouts: Timeouts,
-) -> Result<Vec<Duration>> {
+) -> Result<(SocketAddr, tokio::task::JoinHandle<Result<()>>)> {
     let transport = Arc::new(tuning.transport_config(&timeouts));
-    let server = tuning.endpoint(
-        LOCAL.parse()?,
-        Some(server_tls.quinn_server(transport.clone())?),
-    )?;
+    let server = tuning.endpoint(LOCAL.parse()?, Some(server_tls.quinn_server(transport)?))?;
     let addr = server.local_addr()?;
     let accept = tokio::spawn(async move {
         let conn = server.accept().await.context("incoming")?.await?;
@@ -179,30 +221,50 @@ async fn quinn_times(
         }
         anyhow::Ok(())
     });
-    let client = tuning.endpoint(LOCAL.parse()?, None)?;
-    let conn = client
-        .connect_with(
-            client_tls.quinn_client(transport)?,
-            addr,
-            &gos_gateway::tls::cluster_dns_name("cluster-b"),
-        )?
-        .await?;
-    let mut times = Vec::new();
-    for run in 0..=runs {
+    Ok((addr, accept))
+}
+
+/// A bare quinn stream per transfer, same transport configuration and certificates.
+struct BarePath {
+    conn: quinn::Connection,
+    accept: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl BarePath {
+    async fn connect(
+        addr: SocketAddr,
+        accept: tokio::task::JoinHandle<Result<()>>,
+        client_tls: &TlsSettings,
+        tuning: TransportTuning,
+        timeouts: Timeouts,
+    ) -> Result<Self> {
+        let transport = Arc::new(tuning.transport_config(&timeouts));
+        let client = tuning.endpoint(LOCAL.parse()?, None)?;
+        let conn = client
+            .connect_with(
+                client_tls.quinn_client(transport)?,
+                addr,
+                &gos_gateway::tls::cluster_dns_name("cluster-b"),
+            )?
+            .await?;
+        Ok(BarePath { conn, accept })
+    }
+
+    async fn once(&mut self, payload: &Bytes) -> Result<Duration> {
         let started = Instant::now();
-        let (mut send, mut recv) = conn.open_bi().await?;
+        let (mut send, mut recv) = self.conn.open_bi().await?;
         send.write_chunk(payload.clone()).await?;
         send.finish()?;
         let mut ack = [0u8; 8];
         recv.read_exact(&mut ack).await?;
         anyhow::ensure!(u64::from_le_bytes(ack) == SIZE as u64, "short transfer");
-        if run > 0 {
-            times.push(started.elapsed());
-        }
+        Ok(started.elapsed())
     }
-    conn.close(quinn::VarInt::from_u32(0), b"done");
-    let _ = accept.await;
-    Ok(times)
+
+    async fn finish(self) {
+        self.conn.close(quinn::VarInt::from_u32(0), b"done");
+        let _ = self.accept.await;
+    }
 }
 
 /// TCP with blocking sockets on two threads, optionally under rustls (TLS 1.3, ring, the same
