@@ -127,6 +127,35 @@ impl Cluster {
         let topology = config.topology.build(base)?;
         let opened = open_store(&config)?;
         let store = opened.store;
+        let bus = match Self::bus(&config, base, topology, &store).await {
+            Ok(bus) => bus,
+            Err(e) => {
+                // Leave no shared-memory store behind that this failed start created.
+                #[cfg(feature = "shm")]
+                if let (true, Some(name)) = (opened.created, config.store.name.as_deref()) {
+                    drop(store);
+                    let _ = gos_store_shm::ShmStore::remove(name);
+                }
+                return Err(e);
+            }
+        };
+        Ok(Cluster {
+            config,
+            store,
+            created_store: opened.created,
+            bus,
+            policy: DeletePolicy::default(),
+        })
+    }
+
+    /// The bus (and gateway) a configuration describes; `base` resolves the gateway's paths.
+    #[cfg_attr(not(feature = "gateway"), allow(unused_variables))]
+    async fn bus(
+        config: &ClusterConfig,
+        base: &Path,
+        topology: Topology,
+        store: &Arc<dyn ObjectStore>,
+    ) -> Result<ClusterBus, GosError> {
         let manager_config = config.bus.manager_config();
         let bus = match (&config.gateway, &config.topology.clusters) {
             (None, Some(_)) => {
@@ -140,7 +169,7 @@ impl Cluster {
                 federation: Federation::with_manager(
                     config.fed_id.clone(),
                     TopologyManager::new(topology, manager_config),
-                    Arc::clone(&store),
+                    Arc::clone(store),
                 ),
                 #[cfg(feature = "gateway")]
                 gateway: None,
@@ -165,7 +194,7 @@ impl Cluster {
                         let manager = gos_gateway::HybridTopologyManager::start(
                             wire,
                             hybrid,
-                            Arc::clone(&store),
+                            Arc::clone(store),
                             manager_config,
                         )
                         .await
@@ -186,14 +215,14 @@ impl Cluster {
                         ClusterBus::Hybrid(Arc::new(manager))
                     }
                     None => {
-                        let gateway = gos_gateway::Gateway::start(wire, Arc::clone(&store))
+                        let gateway = gos_gateway::Gateway::start(wire, Arc::clone(store))
                             .await
                             .map_err(gateway_error)?;
                         ClusterBus::Local {
                             federation: Federation::with_manager(
                                 config.fed_id.clone(),
                                 TopologyManager::new(topology, manager_config),
-                                Arc::clone(&store),
+                                Arc::clone(store),
                             ),
                             gateway: Some(Box::new(gateway)),
                         }
@@ -201,13 +230,7 @@ impl Cluster {
                 }
             }
         };
-        Ok(Cluster {
-            config,
-            store,
-            created_store: opened.created,
-            bus,
-            policy: DeletePolicy::default(),
-        })
+        Ok(bus)
     }
 
     /// Reads a configuration file and assembles its cluster (paths relative to the file).

@@ -199,8 +199,7 @@ impl FederatedNode {
             Ok(reached) => reached,
             Err(e) => {
                 // A publish that reached nobody (refused, or every delivery failed) leaves no
-                // reader to release the key: take it back rather than leak it. One that reached
-                // some readers leaves it to them (and to `delete_prefix` for the others' share).
+                // reader to release the key: take it back rather than leak it.
                 let reached_nobody = match &e {
                     GosError::Topology(TopologyError::Undelivered { delivered, .. }) => {
                         delivered.is_empty()
@@ -210,6 +209,16 @@ impl FederatedNode {
                 };
                 if reached_nobody && self.policy != DeletePolicy::Keep {
                     self.store.delete(&key).await?;
+                } else if let (
+                    DeletePolicy::LastReader,
+                    GosError::Topology(TopologyError::Undelivered { failed, .. }),
+                ) = (self.policy, &e)
+                {
+                    // The readers that never got the key will never release it: release it on
+                    // their behalf, so that the last of those who did get it deletes it.
+                    for (reader, _) in failed {
+                        self.release_for(&key, *reader, &readers).await?;
+                    }
                 }
                 return Err(e);
             }
@@ -341,9 +350,21 @@ impl FederatedNode {
         if self.policy != DeletePolicy::LastReader {
             return Ok(false);
         }
+        self.release_for(&key, self.id, &readers).await
+    }
+
+    /// Records that `reader` is done with `key` (a marker key put in `Create` mode) and, when
+    /// every listed reader that shares this node's store has released it, deletes the object
+    /// and its markers. Returns true when this call deleted it.
+    async fn release_for(
+        &self,
+        key: &ObjectKey,
+        reader: NodeId,
+        readers: &[NodeId],
+    ) -> Result<bool, GosError> {
         let markers = key.join("released").map_err(StoreError::from)?;
         let marker = markers
-            .join(&self.id.to_string())
+            .join(&reader.to_string())
             .map_err(StoreError::from)?;
         match self
             .store
@@ -370,7 +391,7 @@ impl FederatedNode {
         if done {
             // Every reader has released: deleting the object and all markers at once is safe,
             // and a concurrent last reader doing the same is harmless.
-            self.store.delete_prefix(&KeyPrefix::from(&key)).await?;
+            self.store.delete_prefix(&KeyPrefix::from(key)).await?;
         }
         Ok(done)
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gos::{DeletePolicy, Federation, GosError, MemoryStore, ObjectStore, Topology};
+use gos::{DeletePolicy, Federation, GosError, MemoryStore, ObjectKey, ObjectStore, Topology};
 
 async fn run_rounds(topology: Topology, rounds: u64, size: usize) -> Result<(), GosError> {
     let store = Arc::new(MemoryStore::default());
@@ -148,6 +148,32 @@ async fn a_publish_that_reaches_nobody_takes_its_key_back() {
     assert!(
         store.is_empty().await.unwrap(),
         "the key leaked: {:?}",
+        store.keys().await.unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_partly_delivered_publish_is_deleted_by_the_readers_who_got_it() {
+    let store = Arc::new(MemoryStore::default());
+    let federation = Federation::new("fed", Topology::ring(3).unwrap(), store.clone());
+    let mut sender = federation.node(gos::NodeId(0)).unwrap();
+    let mut reader = federation.node(gos::NodeId(1)).unwrap();
+    // Node 2 never registered: the publish reaches node 1 only.
+    let err = sender.share(1, Bytes::from_static(b"w")).await.unwrap_err();
+    assert!(matches!(err, GosError::Topology(_)), "{err:?}");
+    let key = ObjectKey::round("fed", "node_0", 1).unwrap();
+    assert!(
+        store.get(&key).await.unwrap().is_some(),
+        "node 1 must still find it"
+    );
+    let input = reader.receive(Duration::from_secs(1)).await.unwrap();
+    assert!(
+        reader.release(input).await.unwrap(),
+        "node 1 is the last reader left"
+    );
+    assert!(
+        store.is_empty().await.unwrap(),
+        "{:?}",
         store.keys().await.unwrap()
     );
 }
