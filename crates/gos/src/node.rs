@@ -27,7 +27,9 @@ pub enum DeletePolicy {
     /// readers in different processes too; they count against `max_entries` until the last
     /// release deletes them with the object. Readers in another cluster read (and release)
     /// that cluster's copy; when no reader shares the sender's store, the sender deletes its
-    /// own copy once the publish has carried the object across.
+    /// own copy once the publish has carried the object across. A publish that reaches nobody
+    /// deletes the key at once; one that reaches only some readers (a full mailbox that timed
+    /// out) releases on behalf of those it missed, so the key never outlives its last reader.
     #[default]
     LastReader,
     /// The owner deletes its keys of earlier rounds when it shares round `n`: safe when every
