@@ -78,12 +78,13 @@ fn main() -> Result<()> {
             GatewayPath::connect(&gateway_shm, shm, &client_tls, tuning, timeouts).await?;
         let mut bare =
             BarePath::connect(bare_addr, bare_server, &client_tls, tuning, timeouts).await?;
-        let mut times = [Vec::new(), Vec::new(), Vec::new()];
+        let mut times = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
         for run in 0..=runs {
             let t = [
                 to_memory.once(&payload).await?,
                 to_shm.once(&payload).await?,
                 bare.once(&payload).await?,
+                to_memory.get_once().await?,
             ];
             if run > 0 {
                 for (all, t) in times.iter_mut().zip(t) {
@@ -101,7 +102,7 @@ fn main() -> Result<()> {
         gateway_shm.shutdown().await;
     });
     ShmStore::remove(&shm_name)?;
-    let [gateway, gateway_shm, bare] = quic?;
+    let [gateway, gateway_shm, bare, gateway_get] = quic?;
     if std::env::var_os("GOS_BENCH_SAMPLES").is_some() {
         for (name, t) in [("memory", &gateway), ("shm", &gateway_shm), ("bare", &bare)] {
             let ms: Vec<String> = t
@@ -124,6 +125,7 @@ fn main() -> Result<()> {
     for (name, times) in [
         ("gateway: RemoteStore put into a MemoryStore", &gateway),
         ("gateway: RemoteStore put into a ShmStore", &gateway_shm),
+        ("gateway: RemoteStore get from a MemoryStore", &gateway_get),
         ("bare quinn stream, same transport config", &bare),
         ("rustls 0.23 over TCP (ring, TLS 1.3)", &tls_tcp),
         ("plain TCP", &tcp),
@@ -189,6 +191,16 @@ impl GatewayPath {
         let started = Instant::now();
         self.remote.put(&self.key, payload.clone()).await?;
         Ok(started.elapsed())
+    }
+
+    /// One get of the object back (received into a pooled buffer, then dropped), timed.
+    async fn get_once(&mut self) -> Result<Duration> {
+        let started = Instant::now();
+        let value = self.remote.get(&self.key).await?.context("stored")?;
+        anyhow::ensure!(value.len() == SIZE, "short get");
+        let elapsed = started.elapsed();
+        drop(value);
+        Ok(elapsed)
     }
 
     /// Checks what was stored.

@@ -3,9 +3,11 @@
 
 use std::net::SocketAddr;
 use std::pin::pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use gos_store::BufferPool;
 use quinn::{Connection, Endpoint, RecvStream, SendStream, VarInt};
 
 use crate::config::{ClientConfig, Timeouts, WireLimits};
@@ -36,6 +38,8 @@ pub(crate) struct Link {
     limits: WireLimits,
     max_attempts: u32,
     conn: tokio::sync::Mutex<Option<Connection>>,
+    /// Warm buffers for received objects.
+    pool: Arc<BufferPool>,
 }
 
 impl Link {
@@ -58,6 +62,7 @@ impl Link {
             limits: config.limits,
             max_attempts: config.max_attempts.max(1),
             conn: tokio::sync::Mutex::new(None),
+            pool: Arc::new(BufferPool::new(config.pool_bytes)),
         })
     }
 
@@ -209,7 +214,16 @@ impl Link {
             size: len,
             max: usize::MAX as u64,
         })?;
-        io::recv_object(recv, len, self.timeouts.io).await
+        // Received straight into a warm buffer of the pool; the `Bytes` gives it back when
+        // the caller drops the object.
+        let mut buf = self.pool.take(len);
+        match io::recv_object_into(recv, &mut buf[..len], self.timeouts.io).await {
+            Ok(()) => Ok(self.pool.freeze(buf, len)),
+            Err(e) => {
+                self.pool.give(buf);
+                Err(e)
+            }
+        }
     }
 }
 

@@ -257,6 +257,10 @@ pub struct ClientConfig {
     pub transport: TransportTuning,
     /// How many times an idempotent request is tried before giving up.
     pub max_attempts: u32,
+    /// Bytes of buffers that received objects (gets) are kept in for reuse once their `Bytes`
+    /// are dropped, so that a client reading a model every round does not fault fresh pages
+    /// each time (default 512 MiB; 0 keeps none).
+    pub pool_bytes: u64,
 }
 
 impl ClientConfig {
@@ -270,6 +274,7 @@ impl ClientConfig {
             limits: WireLimits::default(),
             transport: TransportTuning::default(),
             max_attempts: 3,
+            pool_bytes: 512 << 20,
         }
     }
 }

@@ -130,28 +130,6 @@ pub(crate) async fn recv_object_into(
     check_trailer(recv, checksum, io).await
 }
 
-/// Reads an object of `len` bytes into a new buffer and checks its trailer.
-pub(crate) async fn recv_object(
-    recv: &mut RecvStream,
-    len: usize,
-    io: Duration,
-) -> Result<Bytes, GatewayError> {
-    let mut buf = Vec::with_capacity(len);
-    let mut checksum = Checksum::new();
-    while buf.len() < len {
-        let want = (len - buf.len()).min(CHUNK);
-        match timed("reading an object", io, recv.read_chunk(want, true)).await?? {
-            Some(chunk) => {
-                checksum.update(&chunk.bytes);
-                buf.extend_from_slice(&chunk.bytes);
-            }
-            None => return Err(frame::FrameError::Truncated(buf.len()).into()),
-        }
-    }
-    check_trailer(recv, checksum, io).await?;
-    Ok(Bytes::from(buf))
-}
-
 async fn check_trailer(
     recv: &mut RecvStream,
     checksum: Checksum,

@@ -153,6 +153,8 @@ impl Gateway {
             limits: config.limits,
             transport: config.transport,
             max_attempts: config.max_attempts,
+            // A peer link mostly sends; what it reads is rare enough to allocate.
+            pool_bytes: 0,
         };
         let link = Link::new(self.endpoint.clone(), self.client.clone(), &client_config)?;
         Ok(Peer::new(link))

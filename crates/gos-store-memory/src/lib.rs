@@ -39,12 +39,9 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use async_trait::async_trait;
 use bytes::Bytes;
 use gos_store::{
-    Error, KeyPrefix, Limits, ObjectKey, ObjectStore, PutMode, Reservation, Result, StoreStats,
+    BufferPool, Error, KeyPrefix, Limits, ObjectKey, ObjectStore, PutMode, Reservation, Result,
+    StoreStats,
 };
-
-mod pool;
-
-use pool::{Pool, Pooled};
 
 /// The most bytes of freed reservation buffers a store keeps for reuse by default (1 GiB,
 /// bounded by the capacity).
@@ -63,7 +60,7 @@ pub struct MemoryStore {
     /// Number of keys; only ever raised by a successful reservation against `max_entries`.
     entries: AtomicU64,
     /// Warm buffers for reservations.
-    pool: Arc<Pool>,
+    pool: Arc<BufferPool>,
 }
 
 impl MemoryStore {
@@ -74,14 +71,16 @@ impl MemoryStore {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             bytes: AtomicU64::new(0),
             entries: AtomicU64::new(0),
-            pool: Arc::new(Pool::new(limits.capacity_bytes.min(DEFAULT_POOL_BYTES))),
+            pool: Arc::new(BufferPool::new(
+                limits.capacity_bytes.min(DEFAULT_POOL_BYTES),
+            )),
         }
     }
 
     /// Sets how many bytes of freed reservation buffers are kept for reuse (0: none).
     #[must_use]
     pub fn with_pool_bytes(mut self, bytes: u64) -> Self {
-        self.pool = Arc::new(Pool::new(bytes));
+        self.pool = Arc::new(BufferPool::new(bytes));
         self
     }
 
@@ -284,11 +283,10 @@ impl Reservation for MemoryReservation<'_> {
     }
 
     async fn commit(mut self: Box<Self>, key: &ObjectKey, mode: PutMode) -> Result<()> {
-        let value = Bytes::from_owner(Pooled {
-            buf: std::mem::take(&mut self.buf),
-            len: self.len,
-            pool: pool::downgrade(&self.store.pool),
-        });
+        let value = self
+            .store
+            .pool
+            .freeze(std::mem::take(&mut self.buf), self.len);
         // A refused commit drops `value`, which returns the buffer to the pool.
         self.store.put_opts(key, value, mode).await
     }

@@ -36,6 +36,7 @@
 mod error;
 mod key;
 mod limits;
+mod pool;
 mod reservation;
 mod store;
 
@@ -43,5 +44,6 @@ pub use bytes::Bytes;
 pub use error::{Error, KeyError, Result};
 pub use key::{KeyPrefix, MAX_KEY_LEN, ObjectKey, RoundParts};
 pub use limits::{Limits, StoreStats};
+pub use pool::{BufferPool, MIN_POOLED};
 pub use reservation::{BufferedReservation, Reservation};
 pub use store::{ObjectStore, PutMode};
