@@ -329,10 +329,19 @@ pub(crate) fn progress_bar(args: &DemoArgs) -> ProgressBar {
 
 /// Peak resident memory of this process, in KiB (Linux `VmHWM`), if known.
 pub(crate) fn peak_rss_kib() -> Option<u64> {
+    status_kib("VmHWM:")
+}
+
+/// Shared memory (the store's mapping) resident in this process now, in KiB (`RssShmem`).
+pub(crate) fn shmem_kib() -> Option<u64> {
+    status_kib("RssShmem:")
+}
+
+fn status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 

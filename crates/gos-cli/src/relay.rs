@@ -29,7 +29,10 @@ enum ToDriver {
     /// This node finished a round and waits for `Go`.
     RoundDone(NodeRound),
     /// This node is done.
-    Finished { peak_rss_kib: Option<u64> },
+    Finished {
+        peak_rss_kib: Option<u64>,
+        shmem_kib: Option<u64>,
+    },
 }
 
 /// A line from the driver to a node process.
@@ -154,8 +157,15 @@ pub(crate) async fn run_shm(args: &DemoArgs) -> Result<Summary> {
                     Ok(ToDriver::RoundDone(stat)) => {
                         let _ = rounds.send(stat);
                     }
-                    Ok(ToDriver::Finished { peak_rss_kib }) => {
-                        let _ = done.send((i, peak_rss_kib));
+                    Ok(ToDriver::Finished {
+                        peak_rss_kib,
+                        shmem_kib,
+                    }) => {
+                        // Private memory at the peak: the shared store's pages, still mapped,
+                        // were counted in the peak too.
+                        let private =
+                            peak_rss_kib.map(|p| p.saturating_sub(shmem_kib.unwrap_or(0)));
+                        let _ = done.send((i, private));
                     }
                     Err(e) => tracing::warn!(node = i, "bad line from node: {e}"),
                 }
@@ -222,9 +232,16 @@ pub(crate) async fn run_shm(args: &DemoArgs) -> Result<Summary> {
         rows,
         initial_spread: (args.nodes - 1) as f32,
         peak_memory: format!(
-            "driver {}, largest node process {} (shared-memory pages counted in each process that touched them)",
-            demo::fmt_kib(demo::peak_rss_kib()),
-            demo::fmt_kib(Some(peak))
+            "the shared-memory store {} (one mapping, shared by every process); private memory at peak: largest node process {}, driver {}",
+            demo::fmt_bytes(
+                std::fs::metadata(store.path())
+                    .map(|m| m.len())
+                    .unwrap_or(0)
+            ),
+            demo::fmt_kib(Some(peak)),
+            demo::fmt_kib(
+                demo::peak_rss_kib().map(|p| p.saturating_sub(demo::shmem_kib().unwrap_or(0)))
+            ),
         ),
         left_in_store: left,
     })
@@ -363,6 +380,8 @@ pub(crate) async fn run_node(args: NodeArgs) -> Result<()> {
         node: node_id,
         rx: msg_rx,
     });
+    // Keep the mapping until the memory figures are read: its pages count in the peak.
+    let mapping = Arc::clone(&store);
     let node = FederatedNode::new(demo::FED_ID, store, bus, inbox, demo.policy());
     let sync = ChildSync {
         out: out.clone(),
@@ -371,7 +390,9 @@ pub(crate) async fn run_node(args: NodeArgs) -> Result<()> {
     demo::node_rounds(node, demo.rounds, demo.model_bytes(), &sync).await?;
     out.send(&ToDriver::Finished {
         peak_rss_kib: demo::peak_rss_kib(),
+        shmem_kib: demo::shmem_kib(),
     })
     .await?;
+    drop(mapping);
     Ok(())
 }
