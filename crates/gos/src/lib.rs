@@ -102,3 +102,10 @@ pub mod gateway {
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
+
+/// The examples of docs/getting-started.md and docs/backends.md, compiled as doctests (they use
+/// every feature).
+#[cfg(all(doctest, feature = "memory", feature = "shm", feature = "gateway"))]
+#[doc = include_str!("../../../docs/getting-started.md")]
+#[doc = include_str!("../../../docs/backends.md")]
+struct GuideDoctests;
