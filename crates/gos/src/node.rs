@@ -34,7 +34,8 @@ pub enum DeletePolicy {
     LastReader,
     /// The owner deletes its keys of earlier rounds when it shares round `n`: safe when every
     /// reader has read round `n - 1` before the owner can start round `n` (a synchronous
-    /// federation over a symmetric topology).
+    /// federation over a symmetric topology). A copy in another cluster's store, which the
+    /// owner cannot reach, is deleted by the last of that cluster's readers.
     OwnerNextRound,
     /// Nobody deletes; the application cleans up (for example with `delete_prefix`).
     Keep,
@@ -340,16 +341,26 @@ impl FederatedNode {
     /// Says this node is done with `received`. Under [`DeletePolicy::LastReader`] the release
     /// is recorded in the store (a marker key under the object's key, put in `Create` mode) and
     /// the release that completes the readers sharing this store deletes the object and its
-    /// markers; returns true when this call deleted it. Other policies only drop the value.
+    /// markers; returns true when this call deleted it.
+    ///
+    /// Under [`DeletePolicy::OwnerNextRound`] the owner deletes its own copy, but it cannot
+    /// reach the copy a gateway made in another cluster: that one follows the last-reader rule
+    /// among that cluster's readers. [`DeletePolicy::Keep`] only drops the value.
     pub async fn release(&self, received: Received) -> Result<bool, GosError> {
         let Received {
             key,
             readers,
             value,
+            from,
             ..
         } = received;
         drop(value);
-        if self.policy != DeletePolicy::LastReader {
+        let last_reader_rule = match self.policy {
+            DeletePolicy::LastReader => true,
+            DeletePolicy::OwnerNextRound => !self.bus.same_store(self.id, from),
+            DeletePolicy::Keep => false,
+        };
+        if !last_reader_rule {
             return Ok(false);
         }
         self.release_for(&key, self.id, &readers).await

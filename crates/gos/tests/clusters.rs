@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use gos::gateway::certs::FederationCa;
-use gos::{Bytes, Cluster, ClusterConfig, ObjectStore};
+use gos::{Bytes, Cluster, ClusterConfig, DeletePolicy, ObjectStore};
 
 fn config(dir: &Path, id: &str, other: &str) -> ClusterConfig {
     let text = format!(
@@ -35,6 +35,15 @@ fn config(dir: &Path, id: &str, other: &str) -> ClusterConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ring_across_two_clusters_built_from_config_files() {
+    ring_across_two_clusters(DeletePolicy::LastReader).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owner_next_round_across_two_clusters_leaves_no_copy_behind() {
+    ring_across_two_clusters(DeletePolicy::OwnerNextRound).await;
+}
+
+async fn ring_across_two_clusters(policy: DeletePolicy) {
     let dir = tempfile::tempdir().unwrap();
     let ca = FederationCa::generate("test federation").unwrap();
     ca.write(dir.path(), "ca").unwrap();
@@ -43,10 +52,12 @@ async fn a_ring_across_two_clusters_built_from_config_files() {
     }
     let a = Cluster::start(config(dir.path(), "a", "b"), dir.path())
         .await
-        .unwrap();
+        .unwrap()
+        .policy(policy);
     let b = Cluster::start(config(dir.path(), "b", "a"), dir.path())
         .await
-        .unwrap();
+        .unwrap()
+        .policy(policy);
     a.add_peer("b", b.gateway_addr().unwrap()).unwrap();
     b.add_peer("a", a.gateway_addr().unwrap()).unwrap();
     assert_eq!(a.node_ids(), [gos::NodeId(0), gos::NodeId(1)]);
@@ -54,11 +65,16 @@ async fn a_ring_across_two_clusters_built_from_config_files() {
 
     let mut nodes = a.nodes().unwrap();
     nodes.extend(b.nodes().unwrap());
+    // Owner-next-round is safe only when every reader has read round n-1 before its owner
+    // starts round n: a synchronous federation, here a barrier between rounds.
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(nodes.len()));
     let tasks: Vec<_> = nodes
         .into_iter()
         .map(|mut node| {
+            let barrier = barrier.clone();
             tokio::spawn(async move {
                 for round in 0..3u64 {
+                    barrier.wait().await;
                     let tag = node.id().0 as u8 * 10 + round as u8;
                     node.share(round, Bytes::from(vec![tag; 2 << 20])).await?;
                     let inputs = node.gather(round, Duration::from_secs(20)).await?;
@@ -69,6 +85,8 @@ async fn a_ring_across_two_clusters_built_from_config_files() {
                         node.release(input).await?;
                     }
                 }
+                barrier.wait().await;
+                node.finish().await?;
                 Ok::<(), gos::GosError>(())
             })
         })
@@ -80,8 +98,8 @@ async fn a_ring_across_two_clusters_built_from_config_files() {
             .unwrap()
             .unwrap();
     }
-    // Each cluster's copy of a model was deleted by its last local reader; the sender's copy
-    // when no reader shared its store.
+    // Each cluster's copy of a model was deleted: by its last local reader, or by its owner
+    // (owner-next-round) while copies in the other cluster went with their last reader.
     assert!(
         a.store().is_empty().await.unwrap(),
         "{:?}",
