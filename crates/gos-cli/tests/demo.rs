@@ -59,6 +59,14 @@ fn demo_two_clusters_over_gateways() {
 }
 
 #[test]
+fn demo_owner_next_round_leaves_no_key_in_any_layout() {
+    // `demo` itself checks `keys left in the store: 0`.
+    demo(&["--delete", "owner-next-round"]);
+    demo(&["--delete", "owner-next-round", "--store", "shm"]);
+    demo(&["--delete", "owner-next-round", "--clusters", "2"]);
+}
+
+#[test]
 fn demo_bad_flags_are_one_line() {
     let out = run(
         &["demo", "--nodes", "4", "--clusters", "5", "--quiet"],
