@@ -169,14 +169,14 @@ pub(crate) trait RoundSync: Send + Sync {
 
 /// In-process: report on a channel, then wait at a barrier.
 struct LocalSync {
-    tx: mpsc::UnboundedSender<NodeRound>,
+    tx: mpsc::UnboundedSender<RoundEvent>,
     barrier: Arc<Barrier>,
 }
 
 #[async_trait]
 impl RoundSync for LocalSync {
     async fn round_done(&self, stat: NodeRound) -> Result<()> {
-        self.tx.send(stat).context("the demo driver is gone")?;
+        self.tx.send(Ok(stat)).context("the demo driver is gone")?;
         self.barrier.wait().await;
         Ok(())
     }
@@ -261,9 +261,13 @@ pub(crate) trait Meter: Send {
     fn sample(&self) -> (u64, u64, u64);
 }
 
-/// Collects every node's round reports, timing each round from the last report.
+/// What the driver hears from a node: a finished round, or why the node stopped.
+pub(crate) type RoundEvent = Result<NodeRound, String>;
+
+/// Collects every node's round reports, timing each round from the last report. Fails at once
+/// when a node reports a failure (the others may be waiting for it).
 pub(crate) async fn collect(
-    mut rx: mpsc::UnboundedReceiver<NodeRound>,
+    mut rx: mpsc::UnboundedReceiver<RoundEvent>,
     nodes: usize,
     rounds: u64,
     meter: &dyn Meter,
@@ -280,7 +284,8 @@ pub(crate) async fn collect(
             let stat = rx
                 .recv()
                 .await
-                .with_context(|| format!("a node stopped before finishing round {round}"))?;
+                .with_context(|| format!("a node stopped before finishing round {round}"))?
+                .map_err(anyhow::Error::msg)?;
             ensure!(
                 stat.round == round,
                 "node {} reported round {} during round {round}",
@@ -402,8 +407,13 @@ async fn drive(
             barrier: Arc::clone(&barrier),
         };
         let (rounds, model) = (args.rounds, args.model_bytes());
+        let (failures, id) = (tx.clone(), node.id());
         tasks.push(tokio::spawn(async move {
-            node_rounds(node, rounds, model, &sync).await
+            let result = node_rounds(node, rounds, model, &sync).await;
+            if let Err(e) = &result {
+                let _ = failures.send(Err(format!("node {}: {e:#}", id.0)));
+            }
+            result
         }));
     }
     drop(tx);
@@ -413,6 +423,13 @@ async fn drive(
     })
     .await;
     progress.finish_and_clear();
+    if rows.is_err() {
+        // The others may wait for the failed node forever (at the round barrier, in gather).
+        for t in &tasks {
+            t.abort();
+        }
+        return rows;
+    }
     for t in tasks {
         t.await.context("a node task panicked")??;
     }

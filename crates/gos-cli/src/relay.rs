@@ -144,6 +144,7 @@ pub(crate) async fn run_shm(args: &DemoArgs) -> Result<Summary> {
         );
         tokio::spawn(async move {
             let mut lines = BufReader::new(stdout).lines();
+            let mut finished = false;
             while let Ok(Some(line)) = lines.next_line().await {
                 match serde_json::from_str::<ToDriver>(&line) {
                     Ok(ToDriver::Publish { msg, targets }) => {
@@ -155,7 +156,7 @@ pub(crate) async fn run_shm(args: &DemoArgs) -> Result<Summary> {
                         let _ = reply.send(ToNode::Published(result));
                     }
                     Ok(ToDriver::RoundDone(stat)) => {
-                        let _ = rounds.send(stat);
+                        let _ = rounds.send(Ok(stat));
                     }
                     Ok(ToDriver::Finished {
                         peak_rss_kib,
@@ -165,10 +166,16 @@ pub(crate) async fn run_shm(args: &DemoArgs) -> Result<Summary> {
                         // were counted in the peak too.
                         let private =
                             peak_rss_kib.map(|p| p.saturating_sub(shmem_kib.unwrap_or(0)));
+                        finished = true;
                         let _ = done.send((i, private));
                     }
                     Err(e) => tracing::warn!(node = i, "bad line from node: {e}"),
                 }
+            }
+            if !finished {
+                // Its output ended before it finished: it failed (its error is on stderr) or
+                // was killed. The others may be waiting for it, so the run stops here.
+                let _ = rounds.send(Err(format!("node {i} exited before finishing")));
             }
         });
         children.push(child);

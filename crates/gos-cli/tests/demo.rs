@@ -75,3 +75,88 @@ fn demo_bad_flags_are_one_line() {
     let line = out.one_line_error();
     assert!(line.contains("--clusters"), "{line}");
 }
+
+/// The children of `pid` whose command line contains `needle`.
+fn children_of(pid: u32, needle: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // `pid (comm) state ppid ...`: the fields after the last `)`.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if ppid == Some(pid) && String::from_utf8_lossy(&cmdline).contains(needle) {
+            found.push(child);
+        }
+    }
+    found
+}
+
+#[test]
+fn a_killed_node_process_stops_the_shm_demo_at_once_and_cleanly() {
+    let child = common::gos()
+        .args([
+            "demo", "--store", "shm", "--nodes", "4", "--rounds", "100000", "--model", "64KiB",
+            "--quiet",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut guard = common::Guard::new(child);
+    // Wait for the node processes, then kill one of them.
+    let start = std::time::Instant::now();
+    let nodes = loop {
+        let nodes = children_of(pid, "demo-node");
+        if nodes.len() == 4 {
+            break nodes;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the node processes did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-9", &nodes[1].to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // The driver notices at once (it would otherwise wait for the dead node forever).
+    let status = guard
+        .wait(Duration::from_secs(20))
+        .expect("the demo stopped");
+    assert_eq!(status.code(), Some(1));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(guard.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("exited before finishing"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // No node process and no shared-memory store is left behind.
+    let gone = |n: &u32| {
+        std::fs::read_to_string(format!("/proc/{n}/stat")).map_or(true, |stat| {
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+    };
+    let start = std::time::Instant::now();
+    while !nodes.iter().all(gone) {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "node processes outlived the demo"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !std::path::Path::new(&format!("/dev/shm/gos-demo-{pid}")).exists(),
+        "the store was left behind"
+    );
+}
