@@ -93,6 +93,12 @@ pub(crate) async fn run_shm(args: &DemoArgs) -> Result<Summary> {
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(u32, Option<u64>)>();
     let mut children: Vec<Child> = Vec::new();
     let mut writers = Vec::new();
+    // Every mailbox exists before the first node runs: a node publishing to a neighbour that
+    // is not registered yet would fail.
+    let mut mailboxes = (0..args.nodes as u32)
+        .map(|i| manager.register(NodeId(i)))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter();
     for i in 0..args.nodes as u32 {
         let mut child = Command::new(&exe)
             .args([
@@ -126,7 +132,7 @@ pub(crate) async fn run_shm(args: &DemoArgs) -> Result<Summary> {
             }
         });
         // The node's mailbox, forwarded to its process.
-        let mut mailbox = manager.register(NodeId(i))?;
+        let mut mailbox = mailboxes.next().context("a mailbox per node")?;
         let forward = out_tx.clone();
         tokio::spawn(async move {
             while let Some(msg) = mailbox.recv().await {

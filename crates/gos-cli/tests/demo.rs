@@ -52,6 +52,21 @@ fn demo_shm_one_process_per_node() {
 }
 
 #[test]
+fn demo_shm_with_many_node_processes() {
+    // With dozens of processes the first ones run before the last are spawned: every mailbox
+    // must exist before any node publishes.
+    let out = run(
+        &[
+            "demo", "--store", "shm", "--nodes", "48", "--rounds", "2", "--model", "64KiB",
+            "--quiet",
+        ],
+        Duration::from_secs(60),
+    );
+    let stdout = out.ok();
+    assert!(stdout.contains("keys left in the store: 0"), "{stdout}");
+}
+
+#[test]
 fn demo_two_clusters_over_gateways() {
     let stdout = demo(&["--clusters", "2"]);
     assert!(stdout.contains("via gateway"), "{stdout}");
