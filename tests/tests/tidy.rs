@@ -165,3 +165,27 @@ fn every_rust_file_says_what_it_is_for() {
         "files without a leading `//!` line: {missing:?}"
     );
 }
+
+#[test]
+fn unsafe_code_lives_in_the_shm_crate_alone() {
+    for entry in fs::read_dir(root().join("crates")).expect("crates/ exists") {
+        let dir = entry.expect("dir entry").path();
+        let name = dir
+            .file_name()
+            .expect("a name")
+            .to_string_lossy()
+            .to_string();
+        if name == "gos-store-shm" {
+            continue;
+        }
+        for root_file in ["src/lib.rs", "src/main.rs"] {
+            let Ok(text) = fs::read_to_string(dir.join(root_file)) else {
+                continue;
+            };
+            assert!(
+                text.contains("#![forbid(unsafe_code)]"),
+                "architecture invariant: {name}/{root_file} must forbid unsafe code"
+            );
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! `gos`: run a simulated federation (`demo`), serve a cluster (`serve`), inspect or change a
 //! running store (`store`), make a federation's certificates (`certs`), time rounds (`bench`).
+#![forbid(unsafe_code)]
 
 mod bench;
 mod certs;
