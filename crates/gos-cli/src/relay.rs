@@ -291,13 +291,11 @@ impl Bus for RelayBus {
         self.out
             .send(&ToDriver::Publish { msg, targets })
             .await
-            .map_err(|e| GosError::Gateway(format!("relay to the driver: {e}")))?;
+            .map_err(|e| GosError::Bus(format!("relay to the driver: {e}")))?;
         match replies.recv().await {
             Some(Ok(reached)) => Ok(reached),
-            Some(Err(e)) => Err(GosError::Gateway(format!(
-                "the driver could not route: {e}"
-            ))),
-            None => Err(GosError::Gateway("the driver is gone".into())),
+            Some(Err(e)) => Err(GosError::Bus(format!("the driver could not route: {e}"))),
+            None => Err(GosError::Bus("the driver is gone".into())),
         }
     }
 

@@ -189,16 +189,14 @@ impl Cluster {
                 match clusters {
                     Some(clusters) => {
                         let hybrid =
-                            gos_gateway::HybridTopology::new(topology, clusters.iter().cloned())
-                                .map_err(gateway_error)?;
+                            gos_gateway::HybridTopology::new(topology, clusters.iter().cloned())?;
                         let manager = gos_gateway::HybridTopologyManager::start(
                             wire,
                             hybrid,
                             Arc::clone(store),
                             manager_config,
                         )
-                        .await
-                        .map_err(gateway_error)?;
+                        .await?;
                         if manager.cluster_id() != config.cluster_id {
                             return Err(ConfigError::Invalid(format!(
                                 "cluster_id is `{}` but the gateway certificate names `{}`",
@@ -208,16 +206,12 @@ impl Cluster {
                             .into());
                         }
                         for peer in &section.peers {
-                            manager
-                                .add_peer(&peer.cluster, peer.addr)
-                                .map_err(gateway_error)?;
+                            manager.add_peer(&peer.cluster, peer.addr)?;
                         }
                         ClusterBus::Hybrid(Arc::new(manager))
                     }
                     None => {
-                        let gateway = gos_gateway::Gateway::start(wire, Arc::clone(store))
-                            .await
-                            .map_err(gateway_error)?;
+                        let gateway = gos_gateway::Gateway::start(wire, Arc::clone(store)).await?;
                         ClusterBus::Local {
                             federation: Federation::with_manager(
                                 config.fed_id.clone(),
@@ -282,7 +276,7 @@ impl Cluster {
             ClusterBus::Local { federation, .. } => federation.clone().policy(self.policy).node(id),
             #[cfg(feature = "gateway")]
             ClusterBus::Hybrid(manager) => {
-                let mailbox = manager.register(id).map_err(gateway_error)?;
+                let mailbox = manager.register(id)?;
                 let bus: Arc<dyn Bus> = Arc::clone(manager) as Arc<dyn Bus>;
                 Ok(FederatedNode::new(
                     self.config.fed_id.clone(),
@@ -337,7 +331,7 @@ impl Cluster {
     #[cfg(feature = "gateway")]
     pub fn add_peer(&self, cluster: &str, addr: std::net::SocketAddr) -> Result<(), GosError> {
         match &self.bus {
-            ClusterBus::Hybrid(manager) => manager.add_peer(cluster, addr).map_err(gateway_error),
+            ClusterBus::Hybrid(manager) => Ok(manager.add_peer(cluster, addr)?),
             ClusterBus::Local { .. } => Err(ConfigError::Invalid(
                 "this cluster has no hybrid topology (topology.clusters) to add a peer to".into(),
             )
@@ -362,11 +356,6 @@ impl Cluster {
             _ => {}
         }
     }
-}
-
-#[cfg(feature = "gateway")]
-fn gateway_error(e: gos_gateway::GatewayError) -> GosError {
-    GosError::Gateway(e.to_string())
 }
 
 /// A store opened (or created) from a configuration.

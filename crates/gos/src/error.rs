@@ -35,9 +35,13 @@ pub enum GosError {
     /// The configuration file is unreadable or invalid.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    /// The gateway failed (feature `gateway`).
+    /// The gateway failed (feature `gateway`): a peer unreachable or refusing, TLS, limits.
+    #[cfg(feature = "gateway")]
     #[error("gateway: {0}")]
-    Gateway(String),
+    Gateway(#[from] gos_gateway::GatewayError),
+    /// A [`Bus`](crate::Bus) of the application's own failed to route a message.
+    #[error("bus: {0}")]
+    Bus(String),
     /// A node's task failed in a way of its own (a panic, an unexpected value).
     #[error("node task: {0}")]
     Task(String),

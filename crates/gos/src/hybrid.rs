@@ -17,9 +17,7 @@ use crate::error::GosError;
 #[async_trait]
 impl Bus for HybridTopologyManager {
     async fn publish(&self, msg: Message, targets: Targets) -> Result<Vec<NodeId>, GosError> {
-        let report = HybridTopologyManager::publish(self, msg, targets)
-            .await
-            .map_err(|e| GosError::Gateway(e.to_string()))?;
+        let report = HybridTopologyManager::publish(self, msg, targets).await?;
         let mut reached = report.local;
         reached.extend(report.remote.into_iter().map(|(node, _)| node));
         reached.sort_unstable();
@@ -66,7 +64,7 @@ impl GatewayConfig {
             &base.join(&self.ca),
             AllowList::new(allowed),
         )
-        .map_err(|e| GosError::Gateway(e.to_string()))?;
+        .map_err(gos_gateway::GatewayError::from)?;
         Ok(WireGatewayConfig::new(self.listen, tls))
     }
 }
