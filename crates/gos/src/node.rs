@@ -387,20 +387,21 @@ impl FederatedNode {
             Ok(()) | Err(StoreError::AlreadyExists { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        let local: Vec<String> = readers
+        // Done when every listed reader that shares this store has its marker. Look them up
+        // one by one and stop at the first one missing: most releases stop early, only the
+        // last reader checks them all (a listing by prefix would cost every release a scan of
+        // the store).
+        let mut done = true;
+        for other in readers
             .iter()
-            .filter(|r| self.bus.same_store(self.id, **r))
-            .map(|r| r.to_string())
-            .collect();
-        let released = self
-            .store
-            .keys_with_prefix(&KeyPrefix::from(&markers))
-            .await?;
-        let done = local.iter().all(|r| {
-            released
-                .iter()
-                .any(|m| m.segments().last() == Some(r.as_str()))
-        });
+            .filter(|r| **r != reader && self.bus.same_store(self.id, **r))
+        {
+            let theirs = markers.join(&other.to_string()).map_err(StoreError::from)?;
+            if self.store.get(&theirs).await?.is_none() {
+                done = false;
+                break;
+            }
+        }
         if done {
             // Every reader has released: deleting the object and all markers at once is safe,
             // and a concurrent last reader doing the same is harmless.
