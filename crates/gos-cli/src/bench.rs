@@ -98,9 +98,15 @@ async fn one(
         StoreArg::Memory => Arc::new(MemoryStore::new(limits)),
         StoreArg::Shm => {
             let _ = ShmStore::remove(&name);
+            // A record per key and per release marker of two rounds, with room to spare.
+            let per_round: u64 = graph
+                .nodes()
+                .map(|n| 1 + graph.neighbours(n).len() as u64)
+                .sum();
             let config = ShmConfig::new(limits)
                 .arena_bytes(capacity + args.nodes as u64 * model as u64)
-                .max_processes(8);
+                .max_processes(8)
+                .max_objects(u32::try_from(2 * per_round + 1024).unwrap_or(u32::MAX));
             Arc::new(ShmStore::create(&name, config).context("creating the shared-memory store")?)
         }
     };

@@ -120,12 +120,18 @@ impl DemoArgs {
         (self.model as usize) / 4 * 4
     }
 
-    /// Store capacity: every node's model of two rounds in flight, with room to spare.
-    pub(crate) fn store_limits(&self) -> Limits {
+    /// Store capacity: every node's model of two rounds in flight, with room to spare. Entries:
+    /// for each of two rounds in flight, every node's key and a release marker per reader
+    /// (the last-reader rule), plus slack.
+    pub(crate) fn store_limits(&self, topology: &Topology) -> Limits {
         let model = self.model_bytes() as u64;
+        let per_round: u64 = topology
+            .nodes()
+            .map(|n| 1 + topology.neighbours(n).len() as u64)
+            .sum();
         Limits::with_capacity((3 * self.nodes as u64 * model).max(64 << 20))
             .max_value_size(model.max(1))
-            .max_entries(64 * self.nodes as u64 + 1024)
+            .max_entries(2 * per_round + 1024)
     }
 
     fn validate(&self) -> Result<()> {
@@ -438,7 +444,7 @@ async fn drive(
 
 async fn run_in_process(args: &DemoArgs) -> Result<Summary> {
     let topology = args.build_topology()?;
-    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new(args.store_limits()));
+    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new(args.store_limits(&topology)));
     let federation = Federation::new(FED_ID, topology, Arc::clone(&store)).policy(args.policy());
     let nodes = federation.nodes()?;
     let meter = ManagerMeter(vec![federation.manager().clone()], Vec::new());
@@ -463,6 +469,7 @@ async fn run_clusters(args: &DemoArgs) -> Result<Summary> {
     let assignment: Vec<String> = (0..args.nodes)
         .map(|i| ids[i * args.clusters / args.nodes].clone())
         .collect();
+    let limits = args.store_limits(&topology);
     let hybrid = HybridTopology::new(topology, assignment.clone())?;
     let ca = FederationCa::generate("gos-demo-federation")?;
     let mut managers = Vec::new();
@@ -474,7 +481,7 @@ async fn run_clusters(args: &DemoArgs) -> Result<Summary> {
             allowed: AllowList::new(ids.iter().filter(|o| *o != id).cloned()),
         };
         let config = GatewayConfig::new("127.0.0.1:0".parse()?, tls);
-        let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new(args.store_limits()));
+        let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new(limits));
         let manager = HybridTopologyManager::start(
             config,
             hybrid.clone(),

@@ -71,12 +71,29 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One readable line: the error and its causes, no backtrace.
-            let chain: Vec<String> = e.chain().map(ToString::to_string).collect();
-            eprintln!("error: {}", chain.join(": "));
+            // One readable line, written at once (node processes share a terminal).
+            let line = format!("error: {}\n", one_line(&e));
+            let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, no backtrace. A cause whose text the line already
+/// holds (many errors print their source in their own message) is not repeated.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn init_tracing(verbose: u8) {
@@ -92,4 +109,22 @@ fn init_tracing(verbose: u8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn causes_already_in_the_message_are_not_repeated() {
+        let source = std::io::Error::other("disk on fire");
+        let e = anyhow::Error::new(gos::StoreError::backend("shm", source))
+            .context("node 3 sharing round 0");
+        assert_eq!(
+            one_line(&e),
+            "node 3 sharing round 0: shm backend error: disk on fire"
+        );
+        let e = anyhow::anyhow!("outer").context("middle");
+        assert_eq!(one_line(&e), "middle: outer");
+    }
 }

@@ -82,7 +82,12 @@ pub(crate) async fn run_shm(args: &DemoArgs) -> Result<Summary> {
     let topology = args.build_topology()?;
     let name = format!("demo-{}", std::process::id());
     let _ = ShmStore::remove(&name);
-    let config = ShmConfig::new(args.store_limits()).max_processes(args.nodes as u32 + 8);
+    let limits = args.store_limits(&topology);
+    // Records for every entry, and as many again for values deleted while still pinned.
+    let records = u32::try_from(2 * limits.max_entries).unwrap_or(u32::MAX);
+    let config = ShmConfig::new(limits)
+        .max_processes(args.nodes as u32 + 8)
+        .max_objects(records);
     let store = ShmStore::create(&name, config).context("creating the shared-memory store")?;
     let _cleanup = RemoveOnDrop(name.clone());
     let manager = TopologyManager::new(topology, ManagerConfig::default());

@@ -64,6 +64,23 @@ fn demo_shm_with_many_node_processes() {
     );
     let stdout = out.ok();
     assert!(stdout.contains("keys left in the store: 0"), "{stdout}");
+    // A full graph of 70 nodes holds 70 keys and 4 830 release markers a round: the store is
+    // sized for the topology's entries, not only its nodes.
+    for layout in [&["--store", "shm"][..], &[][..]] {
+        let mut args = vec![
+            "demo",
+            "--nodes",
+            "70",
+            "--topology",
+            "full",
+            "--rounds",
+            "2",
+        ];
+        args.extend(["--model", "4KiB", "--quiet"]);
+        args.extend_from_slice(layout);
+        let stdout = run(&args, Duration::from_secs(60)).ok();
+        assert!(stdout.contains("keys left in the store: 0"), "{stdout}");
+    }
 }
 
 #[test]
