@@ -22,7 +22,7 @@ use gos_gateway::{
     AllowList, ClientConfig, Gateway, GatewayConfig, RemoteStore, Timeouts, TlsSettings,
     TransportTuning,
 };
-use gos_store::{Limits, ObjectKey, ObjectStore};
+use gos_store::{Limits, ObjectKey, ObjectStore, ObjectStoreExt};
 use gos_store_memory::MemoryStore;
 use gos_store_shm::{ShmConfig, ShmStore};
 

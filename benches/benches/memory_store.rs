@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use gos_store::{Limits, ObjectKey, ObjectStore};
+use gos_store::{Limits, ObjectKey, ObjectStore, ObjectStoreExt};
 use gos_store_memory::MemoryStore;
 
 const SIZES: [(&str, usize); 3] = [("1KiB", 1 << 10), ("1MiB", 1 << 20), ("100MiB", 100 << 20)];
@@ -104,11 +104,12 @@ fn reserve(c: &mut Criterion) {
     });
     group.bench_function("reserve_fill_commit", |b| {
         b.to_async(&rt).iter(|| async {
-            let mut r = store.reserve(BIG).await.expect("reserve");
-            r.as_mut_slice().copy_from_slice(black_box(&src));
-            r.commit(&key, gos_store::PutMode::Overwrite)
+            let mut r = store
+                .reserve(&key, BIG, &gos_store::PutOptions::new())
                 .await
-                .expect("commit");
+                .expect("reserve");
+            r.as_mut_slice().copy_from_slice(black_box(&src));
+            r.commit().await.expect("commit");
         })
     });
     group.finish();

@@ -10,7 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gos::shm::{ShmConfig, ShmStore};
-use gos::{Federation, Limits, MemoryStore, ObjectStore, RoundPlan, Topology, measure_rounds};
+use gos::{
+    Federation, Limits, MemoryStore, ObjectStore, ObjectStoreExt, RoundPlan, Topology,
+    measure_rounds,
+};
 
 const NODES: usize = 16;
 const ROUNDS: u64 = 5;

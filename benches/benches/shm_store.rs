@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use gos_store::{Limits, ObjectKey, ObjectStore};
+use gos_store::{Limits, ObjectKey, ObjectStore, ObjectStoreExt};
 use gos_store_shm::{ShmConfig, ShmStore};
 
 const CHILD: &str = "GOS_SHM_BENCH_CHILD";

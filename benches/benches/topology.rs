@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use gos_store::{Limits, ObjectKey, ObjectStore};
+use gos_store::{Limits, ObjectKey, ObjectStore, ObjectStoreExt};
 use gos_store_memory::MemoryStore;
 use gos_topology::{
     Mailbox, ManagerConfig, Message, MessageKind, NodeId, Targets, Topology, TopologyManager,

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use gos::gateway::certs::FederationCa;
-use gos::{Bytes, Cluster, ObjectStore};
+use gos::{Bytes, Cluster, ObjectStoreExt};
 
 const ROLE: &str = "GOS_FED_ROLE";
 const DIR: &str = "GOS_FED_DIR";

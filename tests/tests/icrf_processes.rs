@@ -15,7 +15,7 @@ use bytes::Bytes;
 use gos_gateway::certs::{FederationCa, Identity};
 use gos_gateway::frame::{self, FrameKind, Request};
 use gos_gateway::{AllowList, Gateway, GatewayConfig, Timeouts, TlsSettings};
-use gos_store::{ObjectKey, ObjectStore, PutMode};
+use gos_store::{ObjectKey, ObjectStore, ObjectStoreExt, PutMode};
 use gos_store_memory::MemoryStore;
 use gos_topology::{ManagerConfig, Message, NodeId, Topology, TopologyManager};
 

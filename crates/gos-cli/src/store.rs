@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use gos::gateway::{AllowList, ClientConfig, RemoteStore, Timeouts, TlsSettings};
 use gos::shm::ShmStore;
-use gos::{Bytes, KeyPrefix, ObjectKey, ObjectStore, PutMode};
+use gos::{Bytes, KeyPrefix, ObjectKey, ObjectStore, ObjectStoreExt, PutMode};
 
 use crate::certs::{self, CA_STEM};
 use crate::demo::fmt_bytes;
@@ -223,7 +223,7 @@ impl Op {
             }
             Op::Put(key, value, mode) => {
                 let len = value.len();
-                store.put_opts(&key, value, mode).await.map_err(flat)?;
+                store.put_mode(&key, value, mode).await.map_err(flat)?;
                 writeln!(out, "put {key} ({len} bytes)")?;
             }
             Op::Delete(key) => {

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use gos_store::{Error, KeyPrefix, Limits, ObjectKey, ObjectStore, PutMode};
+use gos_store::{
+    Error, KeyPrefix, Limits, ObjectKey, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
+};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestError, TestRunner};
 use proptest_state_machine::ReferenceStateMachine;
@@ -326,7 +328,7 @@ async fn step_once<S: ObjectStore>(
             *held = None;
             let allowed = model.put_errors(key, value.len(), *mode);
             let result = pick(*handle)
-                .put_opts(key, Bytes::from(value.clone()), *mode)
+                .put_mode(key, Bytes::from(value.clone()), *mode)
                 .await;
             check_put_result(result, &allowed, key, value.len(), model)?;
             model.put(key, value, *mode);
@@ -474,7 +476,10 @@ async fn check_reserve<S: ObjectStore>(
 ) -> Result<(), String> {
     let len = value.len() as u64;
     let free = model.limits.capacity_bytes - model.bytes();
-    let mut reservation = match store.reserve(value.len()).await {
+    let mut reservation = match store
+        .reserve(key, value.len(), &PutOptions::from(mode))
+        .await
+    {
         Ok(r) => {
             if len > model.limits.max_value_size {
                 return Err(format!(
@@ -501,7 +506,7 @@ async fn check_reserve<S: ObjectStore>(
         return Ok(());
     }
     let allowed = model.put_errors(key, value.len(), mode);
-    let result = reservation.commit(key, mode).await;
+    let result = reservation.commit().await;
     check_put_result(result, &allowed, key, value.len(), model)?;
     model.put(key, value, mode);
     Ok(())

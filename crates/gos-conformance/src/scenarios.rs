@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use gos_store::{Error, KeyPrefix, Limits, ObjectKey, ObjectStore, PutMode};
+use gos_store::{
+    Error, KeyPrefix, Limits, ObjectKey, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
+};
 
 use crate::{StoreFactory, SuiteConfig, open_handles};
 
@@ -194,7 +196,7 @@ pub async fn limit_errors_change_nothing<F: StoreFactory>(
         Ok(()) => {}
         Err(e) => return Err(format!("an overwrite of equal size must fit, got {e}")),
     }
-    match s.put_opts(&k1, uniform(4, 10), PutMode::Create).await {
+    match s.put_mode(&k1, uniform(4, 10), PutMode::Create).await {
         Err(Error::AlreadyExists { key }) if key == k1 => {}
         other => return Err(format!("Create over an existing key gave {other:?}")),
     }
@@ -207,7 +209,7 @@ pub async fn limit_errors_change_nothing<F: StoreFactory>(
             ));
         }
     }
-    match s.reserve(1001).await {
+    match s.reserve(&key("too/large"), 1001, &PutOptions::new()).await {
         Err(Error::TooLarge { .. }) => {}
         other => {
             return Err(format!(
@@ -336,7 +338,7 @@ pub async fn create_race_has_one_winner<F: StoreFactory>(
             );
             tasks.push(tokio::spawn(async move {
                 match store
-                    .put_opts(&k, uniform(t as u8, 100), PutMode::Create)
+                    .put_mode(&k, uniform(t as u8, 100), PutMode::Create)
                     .await
                 {
                     Ok(()) => {
@@ -385,9 +387,9 @@ pub async fn big_value_round_trip<F: StoreFactory>(
     }
     drop(got);
     let k2 = key("big/reserved");
-    let mut r = ctx("reserve", a.reserve(n).await)?;
+    let mut r = ctx("reserve", a.reserve(&k2, n, &PutOptions::create()).await)?;
     r.as_mut_slice().copy_from_slice(&pattern);
-    ctx("commit", r.commit(&k2, PutMode::Create).await)?;
+    ctx("commit", r.commit().await)?;
     let got = ctx("get", b.get(&k2).await)?.ok_or("reserved value missing")?;
     if got[..] != pattern[..] {
         return Err("a value written through a reservation came back different".into());
@@ -409,7 +411,7 @@ pub async fn dropped_reservation_frees_space<F: StoreFactory>(
     let s = &stores[0];
     let k = key("resv/key");
     for _ in 0..4 {
-        let mut r = ctx("reserve", s.reserve(1 << 20).await)?;
+        let mut r = ctx("reserve", s.reserve(&k, 1 << 20, &PutOptions::new()).await)?;
         r.as_mut_slice().fill(7);
         if ctx("get", s.get(&k).await)?.is_some() || ctx("len", s.len().await)? != 0 {
             return Err("an uncommitted reservation is visible".into());

@@ -5,7 +5,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use gos_conformance::{Failure, StoreFactory, SuiteConfig, check};
-use gos_store::{KeyPrefix, Limits, ObjectKey, ObjectStore, PutMode, Result, StoreStats};
+use gos_store::{
+    BufferedReservation, KeyPrefix, Limits, ObjectKey, ObjectMeta, ObjectStore, PutMode,
+    PutOptions, ReleaseOutcome, Reservation, Result, StoreStats,
+};
 use gos_store_memory::MemoryStore;
 
 /// How a [`Broken`] store misbehaves.
@@ -28,17 +31,29 @@ struct Broken {
 
 #[async_trait]
 impl ObjectStore for Broken {
-    async fn put_opts(&self, key: &ObjectKey, value: Bytes, mode: PutMode) -> Result<()> {
+    async fn put_opts(&self, key: &ObjectKey, value: Bytes, options: &PutOptions) -> Result<()> {
         if self.fault == Fault::StaleAfterOverwrite
-            && mode == PutMode::Overwrite
+            && options.mode == PutMode::Overwrite
             && self.inner.get(key).await?.is_some()
         {
             return Ok(());
         }
-        self.inner.put_opts(key, value, mode).await
+        self.inner.put_opts(key, value, options).await
     }
     async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>> {
         self.inner.get(key).await
+    }
+    async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>> {
+        self.inner.head(key).await
+    }
+    async fn release(&self, key: &ObjectKey) -> Result<ReleaseOutcome> {
+        self.inner.release(key).await
+    }
+    async fn delete_rounds_before(&self, fed_id: &str, round: u64) -> Result<usize> {
+        self.inner.delete_rounds_before(fed_id, round).await
+    }
+    async fn sweep(&self) -> Result<usize> {
+        self.inner.sweep().await
     }
     async fn delete(&self, key: &ObjectKey) -> Result<bool> {
         if self.fault == Fault::LosesDeletes {
@@ -62,6 +77,15 @@ impl ObjectStore for Broken {
     }
     fn limits(&self) -> Limits {
         self.limits
+    }
+    async fn reserve(
+        &self,
+        key: &ObjectKey,
+        len: usize,
+        options: &PutOptions,
+    ) -> Result<Box<dyn Reservation + '_>> {
+        self.limits.check_value_size(len as u64)?;
+        Ok(Box::new(BufferedReservation::new(self, key, len, options)))
     }
 }
 

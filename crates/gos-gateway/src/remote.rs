@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use gos_store::{Error, KeyPrefix, Limits, ObjectKey, ObjectStore, PutMode, Result, StoreStats};
+use gos_store::{
+    BufferedReservation, Error, KeyPrefix, Limits, ObjectKey, ObjectMeta, ObjectStore, PutMode,
+    PutOptions, Readers, ReleaseOutcome, Reservation, Result, StoreStats,
+};
 
 use crate::client::{Link, Retry};
 use crate::config::ClientConfig;
@@ -81,7 +84,9 @@ fn unexpected_store(reply: &Reply) -> Error {
 
 #[async_trait]
 impl ObjectStore for RemoteStore {
-    async fn put_opts(&self, key: &ObjectKey, value: Bytes, mode: PutMode) -> Result<()> {
+    async fn put_opts(&self, key: &ObjectKey, value: Bytes, options: &PutOptions) -> Result<()> {
+        provisional_check(options)?;
+        let mode = options.mode;
         // Refuse locally what the remote store would refuse anyway, before sending a byte.
         self.limits.check_value_size(value.len() as u64)?;
         let retry = match mode {
@@ -106,6 +111,52 @@ impl ObjectStore for RemoteStore {
             (Reply::Object(Some(_)), Some(object)) => Ok(Some(object)),
             (other, _) => Err(unexpected_store(&other)),
         }
+    }
+
+    async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>> {
+        // PROVISIONAL until frame v2 carries head: moves the value.
+        Ok(self
+            .get(key)
+            .await?
+            .map(|v| ObjectMeta::new(v.len() as u64, Readers::Unbounded, None)))
+    }
+
+    async fn release(&self, key: &ObjectKey) -> Result<ReleaseOutcome> {
+        // PROVISIONAL until frame v2 carries release: counts do not cross the wire yet.
+        Ok(if self.head(key).await?.is_some() {
+            ReleaseOutcome::Unbounded
+        } else {
+            ReleaseOutcome::NotFound
+        })
+    }
+
+    async fn delete_rounds_before(&self, fed_id: &str, round: u64) -> Result<usize> {
+        // PROVISIONAL until frame v2: one key at a time.
+        let prefix = KeyPrefix::federation(fed_id)?;
+        let mut removed = 0;
+        for key in self.keys_with_prefix(&prefix).await? {
+            if key.is_round_before(fed_id, round) && self.delete(&key).await? {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    async fn sweep(&self) -> Result<usize> {
+        // PROVISIONAL: no leases over the wire yet.
+        Ok(0)
+    }
+
+    async fn reserve(
+        &self,
+        key: &ObjectKey,
+        len: usize,
+        options: &PutOptions,
+    ) -> Result<Box<dyn Reservation + '_>> {
+        // PROVISIONAL: buffered locally, not charged at the remote store until commit.
+        provisional_check(options)?;
+        self.limits.check_value_size(len as u64)?;
+        Ok(Box::new(BufferedReservation::new(self, key, len, options)))
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<bool> {
@@ -155,4 +206,14 @@ impl ObjectStore for RemoteStore {
     fn limits(&self) -> Limits {
         self.limits
     }
+}
+
+/// PROVISIONAL until frame v2: refuses the options the wire cannot carry yet.
+fn provisional_check(options: &PutOptions) -> Result<()> {
+    if options.readers != Readers::Unbounded || options.lease.is_some() {
+        return Err(Error::InvalidArgument(
+            "the remote protocol carries no reader counts or leases yet".into(),
+        ));
+    }
+    Ok(())
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use gos_store::{BufferedReservation, ObjectKey, ObjectStore, PutMode};
+use gos_store::{BufferedReservation, ObjectKey, ObjectStore, PutMode, PutOptions};
 use quinn::{Connection, Endpoint, RecvStream, SendStream, VarInt};
 
 use crate::client::Link;
@@ -375,9 +375,13 @@ async fn receive_object(
         max: usize::MAX as u64,
     })?;
     let store = &inner.store;
-    let mut reservation = match timed("store reserve", io, store.reserve(size))
-        .await
-        .map_err(remote)?
+    let mut reservation = match timed(
+        "store reserve",
+        io,
+        store.reserve(key, size, &PutOptions::from(mode)),
+    )
+    .await
+    .map_err(remote)?
     {
         Ok(reservation) => reservation,
         // A reservation is checked against the space free now, but a put reports an existing
@@ -402,14 +406,19 @@ async fn receive_object(
                     available: available.saturating_add(freed),
                 });
             }
-            Box::new(BufferedReservation::new(&**store, size))
+            Box::new(BufferedReservation::new(
+                &**store,
+                key,
+                size,
+                &PutOptions::from(mode),
+            ))
         }
         Err(e) => return Err(store_error(e)),
     };
     io::recv_object_into(recv, reservation.as_mut_slice(), io)
         .await
         .map_err(remote)?;
-    timed("store commit", io, reservation.commit(key, mode))
+    timed("store commit", io, reservation.commit())
         .await
         .map_err(remote)?
         .map_err(store_error)?;

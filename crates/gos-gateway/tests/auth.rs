@@ -12,7 +12,7 @@ use common::*;
 use gos_gateway::certs::FederationCa;
 use gos_gateway::frame::{self, FrameKind, Request};
 use gos_gateway::{GatewayError, RemoteStore};
-use gos_store::{ObjectKey, ObjectStore};
+use gos_store::{ObjectKey, ObjectStoreExt};
 use quinn::crypto::rustls::QuicClientConfig;
 
 /// Tries one put over a connection made with `client` (a raw rustls setup); true if the

@@ -8,7 +8,7 @@ mod common;
 use bytes::Bytes;
 use common::*;
 use gos_gateway::{Gateway, RemoteStore};
-use gos_store::{ObjectKey, ObjectStore};
+use gos_store::{ObjectKey, ObjectStore, ObjectStoreExt};
 
 #[tokio::test]
 async fn gets_reuse_the_buffers_of_dropped_values() {

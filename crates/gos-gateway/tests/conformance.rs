@@ -12,7 +12,10 @@ use bytes::Bytes;
 use common::*;
 use gos_conformance::{StoreFactory, SuiteConfig};
 use gos_gateway::{Gateway, RemoteStore};
-use gos_store::{KeyPrefix, Limits, ObjectKey, ObjectStore, PutMode, Result, StoreStats};
+use gos_store::{
+    KeyPrefix, Limits, ObjectKey, ObjectMeta, ObjectStore, PutOptions, ReleaseOutcome, Reservation,
+    Result, StoreStats,
+};
 use gos_store_memory::MemoryStore;
 
 /// A `RemoteStore` that keeps its gateway (and the store behind it) alive.
@@ -24,11 +27,23 @@ struct ThroughGateway {
 
 #[async_trait]
 impl ObjectStore for ThroughGateway {
-    async fn put_opts(&self, key: &ObjectKey, value: Bytes, mode: PutMode) -> Result<()> {
-        self.remote.put_opts(key, value, mode).await
+    async fn put_opts(&self, key: &ObjectKey, value: Bytes, options: &PutOptions) -> Result<()> {
+        self.remote.put_opts(key, value, options).await
     }
     async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>> {
         self.remote.get(key).await
+    }
+    async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>> {
+        self.remote.head(key).await
+    }
+    async fn release(&self, key: &ObjectKey) -> Result<ReleaseOutcome> {
+        self.remote.release(key).await
+    }
+    async fn delete_rounds_before(&self, fed_id: &str, round: u64) -> Result<usize> {
+        self.remote.delete_rounds_before(fed_id, round).await
+    }
+    async fn sweep(&self) -> Result<usize> {
+        self.remote.sweep().await
     }
     async fn delete(&self, key: &ObjectKey) -> Result<bool> {
         self.remote.delete(key).await
@@ -47,6 +62,14 @@ impl ObjectStore for ThroughGateway {
     }
     fn limits(&self) -> Limits {
         self.remote.limits()
+    }
+    async fn reserve(
+        &self,
+        key: &ObjectKey,
+        len: usize,
+        options: &PutOptions,
+    ) -> Result<Box<dyn Reservation + '_>> {
+        self.remote.reserve(key, len, options).await
     }
 }
 

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use common::*;
 use gos_gateway::RemoteStore;
 use gos_gateway::frame::{self, FrameKind, RemoteError, Reply, Request, Response};
-use gos_store::{ObjectKey, ObjectStore, PutMode};
+use gos_store::{ObjectKey, ObjectStore, ObjectStoreExt, PutMode};
 
 fn bad_frame(response: &Response) -> bool {
     matches!(response, Response::Err(RemoteError::BadFrame(_)))

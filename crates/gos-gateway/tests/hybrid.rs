@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use gos_gateway::{EdgeKind, GatewayError, HybridTopology, HybridTopologyManager};
-use gos_store::{ObjectKey, ObjectStore};
+use gos_store::{ObjectKey, ObjectStore, ObjectStoreExt};
 use gos_topology::{ManagerConfig, Message, NodeId, Targets, Topology};
 
 async fn side(fed: &Fed, id: &str, peer: &str, topology: &HybridTopology) -> HybridTopologyManager {

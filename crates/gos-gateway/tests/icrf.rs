@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use gos_gateway::frame::{self, FrameKind, RemoteError, Reply, Request, Response};
-use gos_store::{ObjectKey, ObjectStore, PutMode};
+use gos_store::{ObjectKey, ObjectStore, ObjectStoreExt, PutMode};
 use gos_topology::{Message, NodeId};
 
 const BIG: usize = 64 << 20;

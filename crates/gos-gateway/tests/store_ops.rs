@@ -8,7 +8,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use common::*;
 use gos_gateway::RemoteStore;
-use gos_store::{Error, KeyPrefix, Limits, ObjectKey, ObjectStore, PutMode};
+use gos_store::{Error, KeyPrefix, Limits, ObjectKey, ObjectStore, ObjectStoreExt, PutMode};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_store_operation_works_through_the_gateway() {
@@ -46,7 +46,7 @@ async fn every_store_operation_works_through_the_gateway() {
     );
     assert_eq!(remote.stats().await.unwrap(), store.stats().await.unwrap());
     assert!(matches!(
-        remote.put_opts(&a, Bytes::from_static(b"two"), PutMode::Create).await,
+        remote.put_mode(&a, Bytes::from_static(b"two"), PutMode::Create).await,
         Err(Error::AlreadyExists { key }) if key == a
     ));
     assert!(remote.delete(&a).await.unwrap());
@@ -108,7 +108,7 @@ async fn a_nearly_full_store_answers_as_a_local_put_would() {
     // A create on an existing key is `AlreadyExists`, however full the store.
     for key in [&a, &b] {
         let err = remote
-            .put_opts(key, pattern(900, 4), PutMode::Create)
+            .put_mode(key, pattern(900, 4), PutMode::Create)
             .await
             .unwrap_err();
         assert!(matches!(err, Error::AlreadyExists { .. }), "{err}");

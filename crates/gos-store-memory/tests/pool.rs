@@ -1,16 +1,19 @@
 //! Reservations reuse warm buffers, but never one a reader still holds.
 
 use bytes::Bytes;
-use gos_store::{Limits, ObjectKey, ObjectStore, PutMode};
+use gos_store::{Limits, ObjectKey, ObjectStore, ObjectStoreExt, PutOptions};
 use gos_store_memory::MemoryStore;
 
 const LEN: usize = 1 << 20;
 
 async fn write(store: &MemoryStore, key: &ObjectKey, byte: u8) -> *const u8 {
-    let mut r = store.reserve(LEN).await.expect("reserve");
+    let mut r = store
+        .reserve(key, LEN, &PutOptions::new())
+        .await
+        .expect("reserve");
     r.as_mut_slice().fill(byte);
     let ptr = r.as_mut_slice().as_ptr();
-    r.commit(key, PutMode::Overwrite).await.expect("commit");
+    r.commit().await.expect("commit");
     ptr
 }
 
@@ -55,12 +58,20 @@ async fn a_buffer_comes_back_only_after_its_last_reader() {
 async fn dropped_and_refused_reservations_return_their_buffers() {
     let store = MemoryStore::new(Limits::with_capacity(64 << 20));
     let key = ObjectKey::new("pool/c").unwrap();
-    drop(store.reserve(LEN).await.unwrap());
+    drop(
+        store
+            .reserve(&ObjectKey::new("pool/k").unwrap(), LEN, &PutOptions::new())
+            .await
+            .unwrap(),
+    );
     assert_eq!(store.pooled_bytes(), LEN as u64);
     store.put(&key, Bytes::from_static(b"x")).await.unwrap();
-    let r = store.reserve(LEN).await.unwrap();
+    let r = store
+        .reserve(&key, LEN, &PutOptions::create())
+        .await
+        .unwrap();
     assert_eq!(store.pooled_bytes(), 0);
-    assert!(r.commit(&key, PutMode::Create).await.is_err());
+    assert!(r.commit().await.is_err());
     assert_eq!(
         store.pooled_bytes(),
         LEN as u64,
@@ -69,6 +80,11 @@ async fn dropped_and_refused_reservations_return_their_buffers() {
     store.trim_pool();
     assert_eq!(store.pooled_bytes(), 0);
     let unpooled = MemoryStore::new(Limits::with_capacity(64 << 20)).with_pool_bytes(0);
-    drop(unpooled.reserve(LEN).await.unwrap());
+    drop(
+        unpooled
+            .reserve(&key, LEN, &PutOptions::new())
+            .await
+            .unwrap(),
+    );
     assert_eq!(unpooled.pooled_bytes(), 0);
 }

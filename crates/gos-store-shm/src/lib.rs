@@ -15,7 +15,7 @@
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! use bytes::Bytes;
-//! use gos_store::{Limits, ObjectKey, ObjectStore};
+//! use gos_store::{Limits, ObjectKey, ObjectStore, ObjectStoreExt};
 //! use gos_store_shm::{ShmConfig, ShmStore};
 //!
 //! let name = format!("doc-example-{}", std::process::id());
@@ -51,7 +51,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use bytes::Bytes;
 use gos_store::{
-    Error, KeyPrefix, Limits, ObjectKey, ObjectStore, PutMode, Reservation, Result, StoreStats,
+    Error, KeyPrefix, Limits, ObjectKey, ObjectMeta, ObjectStore, PutMode, PutOptions, Readers,
+    ReleaseOutcome, Reservation, Result, StoreStats,
 };
 
 pub use error::ShmError;
@@ -434,6 +435,8 @@ impl ShmStore {
         let admitted = self.inner.with_reclaim(|t| t.admit(slot, len, key_bytes))?;
         Ok(ShmReservation {
             inner: Arc::clone(&self.inner),
+            key: None,
+            options: PutOptions::new(),
             id: admitted.id,
             offset: admitted.offset,
             len: len as usize,
@@ -707,6 +710,8 @@ impl Drop for PinGuard {
 /// Committing publishes it without a copy; dropping it uncommitted frees it.
 pub struct ShmReservation {
     inner: Arc<Inner>,
+    key: Option<ObjectKey>,
+    options: PutOptions,
     id: u32,
     offset: u64,
     len: usize,
@@ -759,12 +764,23 @@ impl Reservation for ShmReservation {
         self.len
     }
 
+    fn key(&self) -> &ObjectKey {
+        self.key
+            .as_ref()
+            .expect("a reservation handed out has its key")
+    }
+
     fn as_mut_slice(&mut self) -> &mut [u8] {
         self.slice_mut()
     }
 
-    async fn commit(mut self: Box<Self>, key: &ObjectKey, mode: PutMode) -> Result<()> {
-        self.commit_inner(key, mode)
+    async fn commit(mut self: Box<Self>) -> Result<()> {
+        let key = self
+            .key
+            .clone()
+            .expect("a reservation handed out has its key");
+        let mode = self.options.mode;
+        self.commit_inner(&key, mode)
     }
 }
 
@@ -810,12 +826,46 @@ impl ShmStore {
 
 #[async_trait]
 impl ObjectStore for ShmStore {
-    async fn put_opts(&self, key: &ObjectKey, value: Bytes, mode: PutMode) -> Result<()> {
-        self.put_sync(key, &value, mode)
+    async fn put_opts(&self, key: &ObjectKey, value: Bytes, options: &PutOptions) -> Result<()> {
+        provisional_check(options)?;
+        self.put_sync(key, &value, options.mode)
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>> {
         self.get_sync(key)
+    }
+
+    async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>> {
+        // PROVISIONAL (layout v2 keeps counts and leases in the record): pins briefly.
+        Ok(self
+            .get_sync(key)?
+            .map(|v| ObjectMeta::new(v.len() as u64, Readers::Unbounded, None)))
+    }
+
+    async fn release(&self, key: &ObjectKey) -> Result<ReleaseOutcome> {
+        // PROVISIONAL: this layout keeps no counts, so every object is unbounded.
+        Ok(if self.get_sync(key)?.is_some() {
+            ReleaseOutcome::Unbounded
+        } else {
+            ReleaseOutcome::NotFound
+        })
+    }
+
+    async fn delete_rounds_before(&self, fed_id: &str, round: u64) -> Result<usize> {
+        // PROVISIONAL: one key at a time.
+        let prefix = KeyPrefix::federation(fed_id)?;
+        let mut removed = 0;
+        for key in self.keys_with_prefix(&prefix).await? {
+            if key.is_round_before(fed_id, round) && self.delete(&key).await? {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    async fn sweep(&self) -> Result<usize> {
+        // PROVISIONAL: no leases in this layout.
+        Ok(0)
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<bool> {
@@ -853,15 +903,35 @@ impl ObjectStore for ShmStore {
         self.inner.geometry.limits()
     }
 
-    async fn reserve(&self, len: usize) -> Result<Box<dyn Reservation + '_>> {
+    async fn reserve(
+        &self,
+        key: &ObjectKey,
+        len: usize,
+        options: &PutOptions,
+    ) -> Result<Box<dyn Reservation + '_>> {
+        provisional_check(options)?;
         self.inner.geometry.limits().check_value_size(len as u64)?;
-        Ok(Box::new(self.admit(len, None)?))
+        let mut reservation = self.admit(len, None)?;
+        reservation.key = Some(key.clone());
+        reservation.options = *options;
+        Ok(Box::new(reservation))
     }
+}
+
+/// PROVISIONAL until layout v2: refuses the options this layout cannot keep.
+fn provisional_check(options: &PutOptions) -> Result<()> {
+    if options.readers != Readers::Unbounded || options.lease.is_some() {
+        return Err(Error::InvalidArgument(
+            "this shm layout keeps no reader counts or leases yet".into(),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gos_store::ObjectStoreExt;
 
     fn name(test: &str) -> String {
         format!("unit-{test}-{}", std::process::id())
@@ -950,22 +1020,27 @@ mod tests {
             ));
             drop(held);
             assert_eq!(store.check().expect("check").unlinked, 0);
-            let mut r = other.reserve(1000).await.expect("reserve");
+            let rk = ObjectKey::new("r").expect("key");
+            let mut r = other
+                .reserve(&rk, 1000, &PutOptions::create())
+                .await
+                .expect("reserve");
             r.as_mut_slice().fill(9);
             assert!(matches!(
-                other.reserve(1000).await,
+                other.reserve(&rk, 1000, &PutOptions::new()).await,
                 Err(Error::StoreFull { .. })
             ));
-            r.commit(&ObjectKey::new("r").expect("key"), PutMode::Create)
-                .await
-                .expect("commit");
+            r.commit().await.expect("commit");
             let r = store
                 .get(&ObjectKey::new("r").expect("key"))
                 .await
                 .expect("get")
                 .expect("some");
             assert!(r.len() == 1000 && r.iter().all(|&b| b == 9));
-            let dropped = store.reserve(96).await.expect("reserve");
+            let dropped = store
+                .reserve(&rk, 96, &PutOptions::new())
+                .await
+                .expect("reserve");
             assert_eq!(store.check().expect("check").reservations, 1);
             drop(dropped);
             assert_eq!(store.check().expect("check").reservations, 0);

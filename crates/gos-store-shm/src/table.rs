@@ -410,6 +410,7 @@ impl Tables<'_> {
         StoreStats {
             entries: self.counters.entries,
             bytes: self.counters.live_bytes,
+            reserved: self.counters.reserved_charge,
             capacity_bytes: self.geometry.capacity_bytes,
         }
     }

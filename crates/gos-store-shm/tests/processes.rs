@@ -11,7 +11,7 @@ use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use gos_store::{Error, KeyPrefix, Limits, ObjectKey, ObjectStore};
+use gos_store::{Error, KeyPrefix, Limits, ObjectKey, ObjectStore, ObjectStoreExt};
 use gos_store_shm::{ShmConfig, ShmStore};
 
 const ROLE: &str = "GOS_SHM_CHILD_ROLE";
@@ -142,7 +142,14 @@ async fn child_role(role: &str, store: &ShmStore, args: &[String]) {
             });
         }
         "stall-writer" => {
-            let mut r = store.reserve(num(0) as usize).await.expect("reserve");
+            let mut r = store
+                .reserve(
+                    &gos_store::ObjectKey::new("stall/writer").expect("key"),
+                    num(0) as usize,
+                    &gos_store::PutOptions::new(),
+                )
+                .await
+                .expect("reserve");
             let half = r.len() / 2;
             r.as_mut_slice()[..half].fill(0xee);
             say("RESERVED");
@@ -220,13 +227,13 @@ async fn stress(store: &ShmStore, seed: u64, ops: u64) -> u64 {
             }
             3 => {
                 let len = 8 + rng.next(32 << 10) as usize;
-                match store.reserve(len).await {
+                match store.reserve(&k, len, &gos_store::PutOptions::new()).await {
                     Ok(mut r) => {
                         r.as_mut_slice().copy_from_slice(&value(tag, len));
                         if rng.next(3) == 0 {
                             drop(r);
                         } else {
-                            match r.commit(&k, gos_store::PutMode::Overwrite).await {
+                            match r.commit().await {
                                 Ok(()) => {}
                                 Err(e) if e.is_limit() => {}
                                 Err(e) => panic!("commit: {e}"),

@@ -60,6 +60,21 @@ pub enum Error {
         after: Duration,
     },
 
+    /// The store or its peer is at a limit on concurrent work (a contended or stopped lock
+    /// holder, too many connections or bytes in flight): nothing changed, retry later.
+    #[error("busy: {0}")]
+    Busy(String),
+
+    /// The caller's identity may not do this (a read-only client writing, a peer cluster
+    /// writing outside its own nodes' keys).
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+
+    /// An argument other than the key is not acceptable (a fed id that is not one segment,
+    /// options the backend cannot keep).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
     /// The stored data failed an integrity check (a checksum, a layout version).
     #[error("data corrupted: {0}")]
     Corrupted(String),
@@ -98,6 +113,14 @@ impl Error {
             self,
             Error::TooLarge { .. } | Error::StoreFull { .. } | Error::TooManyEntries { .. }
         )
+    }
+}
+
+impl Error {
+    /// True for the errors that say "not now" rather than "not this": [`Error::Busy`] and
+    /// [`Error::Timeout`]. The same request may succeed when retried later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Busy(_) | Error::Timeout { .. })
     }
 }
 

@@ -100,6 +100,23 @@ impl ObjectKey {
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     }
 
+    /// True when this is a round key of federation `fed_id` (`{fed_id}/{node}/round_{n}`,
+    /// see [`round_parts`](ObjectKey::round_parts)) with `n < round`: what
+    /// [`ObjectStore::delete_rounds_before`](crate::ObjectStore::delete_rounds_before) removes.
+    ///
+    /// ```
+    /// use gos_store::ObjectKey;
+    /// let key = ObjectKey::round("fed", "node_1", 4)?;
+    /// assert!(key.is_round_before("fed", 5));
+    /// assert!(!key.is_round_before("fed", 4));
+    /// assert!(!key.is_round_before("other", 5));
+    /// # Ok::<(), gos_store::KeyError>(())
+    /// ```
+    pub fn is_round_before(&self, fed_id: &str, round: u64) -> bool {
+        self.round_parts()
+            .is_some_and(|p| p.fed_id == fed_id && p.round < round)
+    }
+
     /// A new key with `segment` appended (`a/b` + `c` = `a/b/c`); `segment` may itself hold
     /// several `/`-separated segments.
     pub fn join(&self, segment: &str) -> Result<Self, KeyError> {
@@ -215,6 +232,13 @@ impl KeyPrefix {
             validate_path(prefix)?;
         }
         Ok(KeyPrefix(Arc::from(prefix)))
+    }
+
+    /// The prefix of a federation's keys: `fed_id` must be one segment (what
+    /// [`ObjectKey::round`] accepts as a `fed_id`).
+    pub fn federation(fed_id: &str) -> Result<Self, KeyError> {
+        check_part("fed_id", fed_id)?;
+        KeyPrefix::new(fed_id)
     }
 
     /// The prefix as a string (empty for the root).

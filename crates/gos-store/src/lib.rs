@@ -33,17 +33,25 @@
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
+mod clock;
 mod error;
 mod key;
 mod limits;
+mod options;
 mod pool;
 mod reservation;
 mod store;
 
 pub use bytes::Bytes;
+pub use clock::{Clock, ManualClock, SystemClock, from_unix_millis, system_clock, to_unix_millis};
 pub use error::{Error, KeyError, Result};
 pub use key::{KeyPrefix, MAX_KEY_LEN, ObjectKey, RoundParts};
 pub use limits::{Limits, StoreStats};
+pub use options::{ObjectMeta, PutMode, PutOptions, Readers, ReleaseOutcome, lease_deadline};
 pub use pool::{BufferPool, MIN_POOLED};
 pub use reservation::{BufferedReservation, Reservation};
-pub use store::{ObjectStore, PutMode};
+pub use store::{ObjectStore, ObjectStoreExt};
+
+/// Re-exported so that a backend written against this crate alone can implement the trait
+/// (`#[gos_store::async_trait]`).
+pub use async_trait::async_trait;

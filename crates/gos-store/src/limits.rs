@@ -70,15 +70,20 @@ impl Default for Limits {
 pub struct StoreStats {
     /// Number of keys held.
     pub entries: u64,
-    /// Bytes of all values held (what counts against the capacity).
+    /// Bytes of all committed values held.
     pub bytes: u64,
+    /// Bytes held by live reservations (not yet committed or dropped); they count against
+    /// the capacity too.
+    pub reserved: u64,
     /// The capacity in bytes.
     pub capacity_bytes: u64,
 }
 
 impl StoreStats {
-    /// Bytes still free.
+    /// Bytes still free: the capacity minus committed values and live reservations.
     pub fn available(&self) -> u64 {
-        self.capacity_bytes.saturating_sub(self.bytes)
+        self.capacity_bytes
+            .saturating_sub(self.bytes)
+            .saturating_sub(self.reserved)
     }
 }

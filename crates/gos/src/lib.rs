@@ -19,7 +19,7 @@
 //! use std::sync::Arc;
 //! use std::time::Duration;
 //! use bytes::Bytes;
-//! use gos::{Federation, MemoryStore, ObjectStore, Topology};
+//! use gos::{Federation, MemoryStore, ObjectStore, ObjectStoreExt, Topology};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), gos::GosError> {
@@ -65,8 +65,8 @@ pub use node::{DeletePolicy, FederatedNode, READERS_HEADER, Received, Shared};
 
 pub use bytes::Bytes;
 pub use gos_store::{
-    Error as StoreError, KeyError, KeyPrefix, Limits, ObjectKey, ObjectStore, PutMode, Reservation,
-    StoreStats,
+    Error as StoreError, KeyError, KeyPrefix, Limits, ObjectKey, ObjectMeta, ObjectStore,
+    ObjectStoreExt, PutMode, PutOptions, Readers, ReleaseOutcome, Reservation, StoreStats,
 };
 pub use gos_topology::{
     Mailbox, ManagerConfig, Message, MessageId, MessageKind, NodeId, RoutingStats, Targets,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use gos_store::{Error as StoreError, KeyPrefix, ObjectKey, ObjectStore, PutMode};
+use gos_store::{Error as StoreError, KeyPrefix, ObjectKey, ObjectStore, ObjectStoreExt, PutMode};
 use gos_topology::{Message, MessageKind, NodeId, Targets, TopologyError};
 
 use crate::bus::{Bus, Inbox};
@@ -165,9 +165,12 @@ impl FederatedNode {
         fill: impl FnOnce(&mut [u8]) + Send,
     ) -> Result<Shared, GosError> {
         let key = self.before_share(round).await?;
-        let mut reservation = self.store.reserve(len).await?;
+        let mut reservation = self
+            .store
+            .reserve(&key, len, &gos_store::PutOptions::new())
+            .await?;
         fill(reservation.as_mut_slice());
-        reservation.commit(&key, PutMode::Overwrite).await?;
+        reservation.commit().await?;
         self.publish(round, key).await
     }
 
@@ -381,7 +384,7 @@ impl FederatedNode {
             .map_err(StoreError::from)?;
         match self
             .store
-            .put_opts(&marker, Bytes::new(), PutMode::Create)
+            .put_mode(&marker, Bytes::new(), PutMode::Create)
             .await
         {
             Ok(()) | Err(StoreError::AlreadyExists { .. }) => {}

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use gos::gateway::certs::FederationCa;
-use gos::{Bytes, Cluster, ClusterConfig, DeletePolicy, ObjectStore};
+use gos::{Bytes, Cluster, ClusterConfig, DeletePolicy, ObjectStoreExt};
 
 fn config(dir: &Path, id: &str, other: &str) -> ClusterConfig {
     let text = format!(

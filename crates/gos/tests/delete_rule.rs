@@ -5,7 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gos::{DeletePolicy, Federation, GosError, MemoryStore, ObjectKey, ObjectStore, Topology};
+use gos::{
+    DeletePolicy, Federation, GosError, MemoryStore, ObjectKey, ObjectStore, ObjectStoreExt,
+    Topology,
+};
 
 async fn run_rounds(topology: Topology, rounds: u64, size: usize) -> Result<(), GosError> {
     let store = Arc::new(MemoryStore::default());
