@@ -4,7 +4,7 @@
 //!
 //! A [`UdpProxy`] listens on `127.0.0.1`; every client address it hears from gets its own
 //! upstream socket towards the real server, and each direction of each client goes through its
-//! own [`Link`]: a packet is dropped at random (`loss`), or when the link's queue is over its
+//! own link: a packet is dropped at random (`loss`), or when the link's queue is over its
 //! bound (tail drop, like a router), and otherwise leaves after its serialization time at
 //! `rate` plus the one-way `delay`. [`UdpProxy::set_cut`] drops everything both ways until
 //! healed: a cut connection, for resume tests.
