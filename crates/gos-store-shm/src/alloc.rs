@@ -5,7 +5,7 @@
 //! neighbours at once, so the list never holds two adjacent extents and never grows past the
 //! number of allocated extents plus one.
 
-use crate::layout::Extent;
+use crate::layout::{ALIGN, Extent};
 
 /// A view of the free list: the array and the number of extents in use.
 #[derive(Debug)]
@@ -130,14 +130,16 @@ impl FreeList<'_> {
         Ok(())
     }
 
-    /// Checks the list: sorted, non-empty extents, never adjacent, inside `[0, arena)`.
+    /// Checks the list: sorted, non-empty, aligned extents, never adjacent, inside
+    /// `[0, arena)`.
     pub(crate) fn check(&self, arena: u64) -> Result<(), String> {
         if *self.len as usize > self.extents.len() {
             return Err(format!("free list length {} out of bounds", self.len));
         }
         let list = self.as_slice();
         for e in list {
-            if e.len == 0 || e.offset.checked_add(e.len).is_none_or(|end| end > arena) {
+            let aligned = e.offset.is_multiple_of(ALIGN) && e.len.is_multiple_of(ALIGN);
+            if e.len == 0 || !aligned || e.offset.checked_add(e.len).is_none_or(|end| end > arena) {
                 return Err(format!("bad free extent {e:?}"));
             }
         }

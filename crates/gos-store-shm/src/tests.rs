@@ -150,43 +150,6 @@ fn k(s: &str) -> ObjectKey {
     ObjectKey::new(s).expect("key")
 }
 
-/// Issue 10, defect 6: an entry limit above 4096 is reachable, and an overwrite of a store
-/// holding its limit succeeds, while one more key is refused with the limit error.
-#[test]
-fn max_entries_above_4096_are_reachable_and_a_full_store_overwrites() {
-    rt().block_on(async {
-        let n = name("entries");
-        let store = ShmStore::create(
-            &n,
-            ShmConfig::new(Limits::with_capacity(1 << 20).max_entries(5000)),
-        )
-        .expect("create");
-        ShmStore::remove(&n).expect("remove");
-        for i in 0..5000 {
-            store
-                .put(&k(&format!("f/n/k{i}")), Bytes::new())
-                .await
-                .unwrap_or_else(|e| panic!("put {i}: {e}"));
-        }
-        store
-            .put(&k("f/n/k4999"), Bytes::from_static(b"again"))
-            .await
-            .expect("an overwrite of a full store");
-        let held = store.get(&k("f/n/k0")).await.expect("get").expect("some");
-        store
-            .put(&k("f/n/k0"), Bytes::from_static(b"pinned overwrite"))
-            .await
-            .expect("an overwrite while the old value is pinned");
-        drop(held);
-        assert!(matches!(
-            store.put(&k("f/n/one-more"), Bytes::new()).await,
-            Err(Error::TooManyEntries { max: 5000 })
-        ));
-        assert_eq!(store.len().await.expect("len"), 5000);
-        store.check().expect("invariants");
-    });
-}
-
 #[test]
 fn an_unbounded_entry_limit_is_reported_as_the_one_enforced() {
     let n = name("unbounded");

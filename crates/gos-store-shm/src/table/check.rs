@@ -71,6 +71,7 @@ impl Tables<'_> {
             }
             let extent_ok = extent_len(rec.len).is_some_and(|e| e <= rec.extent)
                 && rec.offset.is_multiple_of(ALIGN)
+                && rec.extent.is_multiple_of(ALIGN)
                 && rec.extent_end().is_some_and(|end| end <= arena);
             if !extent_ok {
                 return Err(format!(

@@ -74,6 +74,7 @@ impl Tables<'_> {
             let valid = holds_extent(rec.state)
                 && extent_len(rec.len).is_some_and(|e| e <= rec.extent)
                 && rec.offset.is_multiple_of(ALIGN)
+                && rec.extent.is_multiple_of(ALIGN)
                 && rec.extent_end().is_some_and(|end| end <= arena)
                 && (rec.state != REC_RESERVED
                     || ((rec.owner as usize) < slots
