@@ -224,6 +224,7 @@ impl Inner {
             recovered?;
             reclaimed?;
         }
+        crate::failpoint!("locked");
         Ok(guard)
     }
 

@@ -3,14 +3,20 @@
 
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use gos_store::Limits;
+use gos_store_shm::{ShmConfig, ShmStore};
 
 /// The variable that tells a re-executed test binary which role its `child` test plays.
 pub const ROLE: &str = "GOS_SHM_TEST_ROLE";
 /// The store a child opens.
 pub const STORE: &str = "GOS_SHM_TEST_STORE";
+/// The arena size of a store a `create` child makes.
+pub const ARENA: &str = "GOS_SHM_TEST_ARENA";
 
 /// A unique store name for `test`.
 pub fn unique(test: &str) -> String {
@@ -90,4 +96,62 @@ pub fn rt() -> tokio::runtime::Runtime {
         .enable_time()
         .build()
         .expect("runtime")
+}
+
+/// The layout of the tests' stores: 4 MiB, 64 entries, a 16 MiB arena, 8 handles.
+pub fn config() -> ShmConfig {
+    ShmConfig::new(Limits::with_capacity(4 << 20).max_entries(64))
+        .arena_bytes(16 << 20)
+        .max_processes(8)
+}
+
+/// The child roles `create` (the store `name`, arena from [`ARENA`]) and `open-check` (open
+/// and check every invariant).
+pub fn create_roles(role: &str, name: &str) {
+    match role {
+        "create" => {
+            let arena = std::env::var(ARENA)
+                .ok()
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(16 << 20);
+            let store = ShmStore::create(name, config().arena_bytes(arena)).expect("create");
+            println!("CREATED");
+            drop(store);
+        }
+        "open-check" => {
+            let store = ShmStore::open(name).expect("open");
+            store.check().expect("a complete, consistent store");
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// A private directory on a tmpfs for stores created by children (`GOS_SHM_DIR`).
+pub struct PrivateDir(pub PathBuf);
+
+impl PrivateDir {
+    pub fn new(test: &str) -> Self {
+        let dir = Path::new(gos_store_shm::DEFAULT_DIR).join(unique(&format!("gos-test-{test}")));
+        std::fs::create_dir(&dir).expect("mkdir");
+        PrivateDir(dir)
+    }
+
+    pub fn files(&self) -> Vec<String> {
+        let mut files: Vec<String> = std::fs::read_dir(&self.0)
+            .expect("read dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        files
+    }
+
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![("GOS_SHM_DIR", self.0.display().to_string())]
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
