@@ -4,6 +4,8 @@
 //!
 //! `GOS_SOAK=1` makes the stress test long (more processes, more operations, kill rounds).
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,6 +13,7 @@ use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::{Rng, rt};
 use gos_store::{Error, KeyPrefix, Limits, ObjectKey, ObjectStore, ObjectStoreExt};
 use gos_store_shm::{ShmConfig, ShmStore};
 
@@ -55,26 +58,8 @@ fn intact(v: &[u8]) -> bool {
         .all(|(i, &b)| b == pattern(tag, i + 8))
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
-
 fn key(s: &str) -> ObjectKey {
     ObjectKey::new(s).expect("key")
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("runtime")
 }
 
 // ---------------------------------------------------------------------------------------------
