@@ -32,7 +32,7 @@ pub struct ShmConfig {
 impl ShmConfig {
     /// A store enforcing `limits`, with an arena of twice the capacity (room for an overwrite
     /// of a value while readers pin the old one), 64 handles, and a record for every entry
-    /// the limits allow plus as many again (at least 64, at most 4096) for values pinned
+    /// the limits allow plus a quarter more (at least 64, at most 1024) for values pinned
     /// after a delete and writes in progress.
     ///
     /// An entry limit above [`MAX_SIZED_ENTRIES`] (such as `u64::MAX`, no limit) is lowered
@@ -85,7 +85,7 @@ impl ShmConfig {
                 n
             }
             None => {
-                let headroom = limits.max_entries.clamp(64, 4096);
+                let headroom = (limits.max_entries / 4).clamp(64, 1024);
                 u32::try_from(limits.max_entries + headroom)
                     .map_err(|_| invalid("too many entries"))?
             }
