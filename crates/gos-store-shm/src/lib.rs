@@ -1,10 +1,10 @@
-//! `ShmStore`: the shared-memory [`ObjectStore`] of GOS, for many processes on one host.
+//! `ShmStore`: the shared-memory [`ObjectStore`](gos_store::ObjectStore) of GOS, for many processes on one host.
 //!
 //! A store is one file on a tmpfs (`/dev/shm/gos-<name>`, or under `$GOS_SHM_DIR`) that every
 //! process maps. A put copies the value once into memory that was faulted in when the store was
-//! created; a get returns a [`Bytes`] that points into the mapping (no copy) and pins the value
+//! created; a get returns a [`Bytes`](bytes::Bytes) that points into the mapping (no copy) and pins the value
 //! until the `Bytes` and its clones are dropped. A delete or overwrite hides the old value from
-//! new readers at once and frees its memory with the last pin. [`ObjectStore::reserve`] hands
+//! new readers at once and frees its memory with the last pin. [`ObjectStore::reserve`](gos_store::ObjectStore::reserve) hands
 //! out a buffer inside the shared memory itself, so a producer serializes with no copy at all.
 //!
 //! A process killed at any moment leaves no partial value, and its pins and reservations are

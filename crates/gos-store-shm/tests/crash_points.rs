@@ -321,16 +321,7 @@ fn a_create_stopped_at_each_step_leaves_nothing_or_a_whole_store() {
         assert_eq!(child.wait(WAIT).code(), Some(EXIT_CODE), "{step}");
         if linked {
             assert_eq!(dir.files(), vec!["gos-s".to_owned()], "{step}");
-            let mut check = Guarded(
-                child_command("open-check", "s", &dir.env())
-                    .spawn()
-                    .expect("spawn"),
-            );
-            assert!(
-                check.wait(WAIT).success(),
-                "{step}: the linked store is whole"
-            );
-            std::fs::remove_file(dir.0.join("gos-s")).expect("remove");
+            dir.check_and_remove_store(step);
         } else {
             assert!(dir.files().is_empty(), "{step}: left {:?}", dir.files());
         }

@@ -45,16 +45,7 @@ fn a_create_killed_at_random_moments_leaves_no_temporary_file() {
         match files.as_slice() {
             [] => {}
             [only] if only == "gos-s" => {
-                let mut check = Guarded(
-                    child_command("open-check", "s", &dir.env())
-                        .spawn()
-                        .expect("spawn"),
-                );
-                assert!(
-                    check.wait(WAIT).success(),
-                    "round {round}: a linked store is whole"
-                );
-                std::fs::remove_file(dir.0.join("gos-s")).expect("remove");
+                dir.check_and_remove_store(&format!("round {round}"));
             }
             other => panic!("round {round}: killed after {at:?} ({status:?}) it left {other:?}"),
         }

@@ -590,17 +590,7 @@ fn multi_process_stress_keeps_every_invariant() {
         child.wait_ok();
     }
     rt().block_on(async {
-        t.store.reclaim_dead().expect("reclaim");
-        let report = t.store.check().expect("invariants after the stress");
-        assert_eq!(
-            (
-                report.reservations,
-                report.pins,
-                report.unlinked,
-                report.handles
-            ),
-            (0, 0, 0, 1)
-        );
+        let report = all_given_back(&t.store);
         let keys = t.store.keys().await.expect("keys");
         assert_eq!(keys.len() as u64, report.entries);
         let mut bytes = 0;
@@ -730,4 +720,21 @@ fn sigstop_and_sigkill_of_stressers_at_random_moments() {
         (0, 0, 0, 1)
     );
     eprintln!("{rounds} stop rounds: {checked} checked while stopped, {busy} busy");
+}
+
+/// Reclaims dead handles and checks that the store is consistent and that nothing is left
+/// pinned, reserved or unlinked, with this handle the only one.
+fn all_given_back(store: &ShmStore) -> gos_store_shm::ShmReport {
+    store.reclaim_dead().expect("reclaim");
+    let report = store.check().expect("invariants");
+    assert_eq!(
+        (
+            report.reservations,
+            report.pins,
+            report.unlinked,
+            report.handles
+        ),
+        (0, 0, 0, 1)
+    );
+    report
 }

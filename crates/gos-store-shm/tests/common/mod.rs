@@ -145,6 +145,21 @@ impl PrivateDir {
         files
     }
 
+    /// Checks in a child that the store `s` created there is whole (opens, every invariant
+    /// holds), then removes it.
+    pub fn check_and_remove_store(&self, what: &str) {
+        let mut check = Guarded(
+            child_command("open-check", "s", &self.env())
+                .spawn()
+                .expect("spawn"),
+        );
+        assert!(
+            check.wait(Duration::from_secs(60)).success(),
+            "{what}: a linked store is whole"
+        );
+        std::fs::remove_file(self.0.join("gos-s")).expect("remove");
+    }
+
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![("GOS_SHM_DIR", self.0.display().to_string())]
     }
