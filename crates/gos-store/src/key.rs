@@ -325,7 +325,12 @@ mod tests {
         }
         assert!(KeyPrefix::new("fed/..").is_err());
         // Dots inside a segment are fine.
-        for key in ["fed/.hidden", "fed/a..b", "fed/.../x", "v1.2/node_0/round_3"] {
+        for key in [
+            "fed/.hidden",
+            "fed/a..b",
+            "fed/.../x",
+            "v1.2/node_0/round_3",
+        ] {
             assert!(ObjectKey::new(key).is_ok(), "{key}");
         }
     }
