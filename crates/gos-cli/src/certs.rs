@@ -32,7 +32,8 @@ pub(crate) struct CertsArgs {
 
 const CERTS_HELP: &str = "\
 Writes ca.pem and ca.key (the federation CA; reused when DIR already holds both) and
-<id>.pem / <id>.key for every --cluster ID. Existing <id> files are kept unless --force.
+<id>.pem / <id>.key for every --cluster ID. If any <id> file already exists the command is
+refused and writes nothing, unless --force (which overwrites them).
 A remote-store client is an identity like any other: issue it with --cluster client and put
 `client` on the gateways' allow lists.
 

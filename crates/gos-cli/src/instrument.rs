@@ -289,7 +289,11 @@ mod tests {
         let key = ObjectKey::new("f/n/round_1").unwrap();
         store.put(&key, Bytes::from_static(b"hello")).await.unwrap();
         let mut r = store
-            .reserve(&ObjectKey::new("f/n/round_2").unwrap(), 3, &PutOptions::new())
+            .reserve(
+                &ObjectKey::new("f/n/round_2").unwrap(),
+                3,
+                &PutOptions::new(),
+            )
             .await
             .unwrap();
         assert_eq!(metrics.reservations.get(), 1);
@@ -297,16 +301,29 @@ mod tests {
         r.commit().await.unwrap();
         assert_eq!(metrics.reservations.get(), 0);
         assert_eq!(store.get(&key).await.unwrap().unwrap(), "hello");
-        assert!(store.get(&ObjectKey::new("f/x").unwrap()).await.unwrap().is_none());
+        assert!(
+            store
+                .get(&ObjectKey::new("f/x").unwrap())
+                .await
+                .unwrap()
+                .is_none()
+        );
         let dropped = store
-            .reserve(&ObjectKey::new("f/n/round_3").unwrap(), 3, &PutOptions::new())
+            .reserve(
+                &ObjectKey::new("f/n/round_3").unwrap(),
+                3,
+                &PutOptions::new(),
+            )
             .await
             .unwrap();
         drop(dropped);
         assert_eq!(metrics.reservations.get(), 0);
         assert_eq!(store.len().await.unwrap(), 2);
         let too_big = store
-            .put(&ObjectKey::new("f/big").unwrap(), Bytes::from(vec![0; 2 << 20]))
+            .put(
+                &ObjectKey::new("f/big").unwrap(),
+                Bytes::from(vec![0; 2 << 20]),
+            )
             .await;
         assert!(too_big.is_err());
 

@@ -45,7 +45,9 @@ enum Command {
     /// Time rounds of share, gather and release on this machine, per store, topology and size.
     Bench(bench::BenchArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
-    #[command(after_help = "Example (bash): gos completions bash > ~/.local/share/bash-completion/completions/gos")]
+    #[command(
+        after_help = "Example (bash): gos completions bash > ~/.local/share/bash-completion/completions/gos"
+    )]
     Completions {
         /// The shell.
         shell: clap_complete::Shell,

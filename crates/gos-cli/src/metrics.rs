@@ -114,11 +114,7 @@ impl Exported {
         let mut registry = Registry::with_prefix("gos");
         let g = Gauge::<i64>::default;
         let (store_bytes, store_entries, store_capacity, store_reserved) = (g(), g(), g(), g());
-        registry.register(
-            "store_bytes",
-            "Bytes of live values",
-            store_bytes.clone(),
-        );
+        registry.register("store_bytes", "Bytes of live values", store_bytes.clone());
         registry.register("store_entries", "Keys held", store_entries.clone());
         registry.register(
             "store_capacity_bytes",
@@ -239,7 +235,9 @@ impl MetricsServer {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding the metrics endpoint on {addr}"))?;
-        let addr = listener.local_addr().context("the metrics endpoint's address")?;
+        let addr = listener
+            .local_addr()
+            .context("the metrics endpoint's address")?;
         let exported = Arc::new(Exported::new(metrics));
         // A scrape is small: a few at a time, each connection bounded in time.
         let slots = Arc::new(tokio::sync::Semaphore::new(8));
@@ -263,7 +261,11 @@ impl MetricsServer {
                     let service = hyper::service::service_fn(move |req| {
                         let (exported, store, gateway) =
                             (Arc::clone(&exported), Arc::clone(&store), gateway.clone());
-                        async move { Ok::<_, std::convert::Infallible>(respond(req, &exported, store.as_ref(), &gateway).await) }
+                        async move {
+                            Ok::<_, std::convert::Infallible>(
+                                respond(req, &exported, store.as_ref(), &gateway).await,
+                            )
+                        }
                     });
                     let conn = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
