@@ -344,9 +344,9 @@ impl Op {
                         } else {
                             writeln!(
                                 out,
-                                "wrote {} ({}) to {}",
+                                "wrote {} ({} bytes) to {}",
                                 key,
-                                fmt_size(value.len() as u64),
+                                value.len(),
                                 file.display()
                             )?;
                         }
@@ -408,7 +408,7 @@ impl Op {
                 if json {
                     print_json(&mut out, &json!({ "put": key.as_str(), "bytes": len }))?;
                 } else {
-                    writeln!(out, "put {key} ({})", fmt_size(len))?;
+                    writeln!(out, "put {key} ({len} bytes)")?;
                 }
             }
             Op::Delete(key) => {
