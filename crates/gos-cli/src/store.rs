@@ -688,7 +688,8 @@ async fn open(target: &Target) -> Result<Arc<dyn ObjectStore>> {
     };
     // One retry on a new connection: enough for a dropped connection; a dead gateway is
     // reported after about twice the timeout, and the message says how long it took.
-    config.max_attempts = 2;
+    let attempts = 2;
+    config.max_attempts = attempts;
     let started = std::time::Instant::now();
     let store = RemoteStore::connect(config).await.map_err(|e| {
         let text = e.to_string();
@@ -700,7 +701,7 @@ async fn open(target: &Target) -> Result<Arc<dyn ObjectStore>> {
             String::new()
         };
         anyhow!(
-            "cluster `{cluster}` at {addr} (as `{me}`): {text}{hint}; gave up after {}",
+            "cluster `{cluster}` at {addr} (as `{me}`): {text}{hint} (each of {attempts} attempts; gave up after {})",
             crate::units::fmt_duration(started.elapsed())
         )
     })?;
