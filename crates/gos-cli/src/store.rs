@@ -493,7 +493,7 @@ fn read_bounded(file: &Path, max: u64) -> Result<Bytes> {
         let meta = f
             .metadata()
             .with_context(|| format!("reading {}", file.display()))?;
-        let known = meta.is_file().then(|| meta.len());
+        let known = meta.is_file().then_some(meta.len());
         (Box::new(f), known)
     };
     if let Some(len) = known

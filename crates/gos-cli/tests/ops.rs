@@ -73,7 +73,11 @@ fn json_outputs_parse_and_the_exit_codes_hold() {
     assert_eq!(stats["bytes"], 7);
     assert_eq!(stats["capacity"], 1 << 20);
     assert_eq!(stats["available"], (1 << 20) - 7);
-    assert_eq!(stats["max_entries"], u64::MAX, "Limits::with_capacity sets no entry limit");
+    assert_eq!(
+        stats["max_entries"],
+        u64::MAX,
+        "Limits::with_capacity sets no entry limit"
+    );
 
     let keys = json(&run(
         &["store", "--shm", s, "--json", "keys", "--prefix", "fed"],
