@@ -658,6 +658,21 @@ impl ClusterConfig {
 
 impl GatewayConfig {
     fn validate(&self) -> Result<(), ConfigError> {
+        // An id a certificate can never name would never match: a typo, refused here.
+        #[cfg(feature = "gateway")]
+        for (field, id) in self
+            .allow
+            .iter()
+            .map(|id| ("gateway.allow", id))
+            .chain(self.peers.iter().map(|p| ("gateway.peers.cluster", &p.cluster)))
+        {
+            if !gos_gateway::tls::validate_cluster_id(id) {
+                return Err(ConfigError::Invalid(format!(
+                    "{field}: `{}` can never match a certificate (an id is 1 to 63 of a-z, 0-9 and `-`, not at either end)",
+                    id.escape_debug()
+                )));
+            }
+        }
         const DAY: Duration = Duration::from_secs(24 * 3600);
         let t = &self.timeouts;
         for (field, d) in [("connect", t.connect), ("io", t.io), ("idle", t.idle)] {
@@ -1034,6 +1049,19 @@ mod tests {
                     "docs/config.md names `{name}`, which is no field"
                 );
             }
+        }
+    }
+
+    #[cfg(feature = "gateway")]
+    #[test]
+    fn allow_list_ids_that_can_never_match_are_refused() {
+        for (from, to) in [
+            ("allow = [\"b\"]", "allow = [\"Cluster_B\"]"),
+            ("allow = [\"b\"]", "allow = [\"b.gos\"]"),
+            ("cluster = \"b\"", "cluster = \"-b\""),
+        ] {
+            let err = ClusterConfig::from_toml(&GOOD.replace(from, to)).unwrap_err();
+            assert!(err.to_string().contains("can never match"), "{to}: {err}");
         }
     }
 
