@@ -113,20 +113,17 @@ fn main() -> ExitCode {
 /// line on stderr, exit code 2.
 fn usage_error(e: &clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
-    if matches!(
-        e.kind(),
-        ErrorKind::DisplayHelp
-            | ErrorKind::DisplayVersion
-            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-    ) {
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
         let _ = e.print();
-        return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-            Exit::Usage.code()
-        } else {
-            ExitCode::SUCCESS
-        };
+        return ExitCode::SUCCESS;
     }
-    let line = exit::usage_line(&e.render().to_string());
+    let rendered = e.render().to_string();
+    let line = if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        // clap would print the whole help: one line instead, like every usage error.
+        exit::usage_line(&format!("error: a command is required\n{rendered}"))
+    } else {
+        exit::usage_line(&rendered)
+    };
     let _ = std::io::Write::write_all(
         &mut std::io::stderr().lock(),
         format!("error: {line}\n").as_bytes(),

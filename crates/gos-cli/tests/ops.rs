@@ -110,6 +110,13 @@ fn json_outputs_parse_and_the_exit_codes_hold() {
         "{line}"
     );
     run(&["--no-such-flag"], SHORT).usage_error();
+    let line = run(&["store", "--shm", s], SHORT).usage_error();
+    assert!(
+        line.contains("requires a subcommand") && line.contains("gos store"),
+        "{line}"
+    );
+    let line = run(&[], SHORT).usage_error();
+    assert!(line.contains("a command is required"), "{line}");
     run(
         &["store", "--shm", s, "--json", "get", "fed/node_0/round_1"],
         SHORT,

@@ -660,12 +660,11 @@ impl GatewayConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         // An id a certificate can never name would never match: a typo, refused here.
         #[cfg(feature = "gateway")]
-        for (field, id) in self
-            .allow
-            .iter()
-            .map(|id| ("gateway.allow", id))
-            .chain(self.peers.iter().map(|p| ("gateway.peers.cluster", &p.cluster)))
-        {
+        for (field, id) in self.allow.iter().map(|id| ("gateway.allow", id)).chain(
+            self.peers
+                .iter()
+                .map(|p| ("gateway.peers.cluster", &p.cluster)),
+        ) {
             if !gos_gateway::tls::validate_cluster_id(id) {
                 return Err(ConfigError::Invalid(format!(
                     "{field}: `{}` can never match a certificate (an id is 1 to 63 of a-z, 0-9 and `-`, not at either end)",
