@@ -30,6 +30,9 @@ pub(crate) struct ServeArgs {
     /// entries) differ from the config's; without it, such a store is refused.
     #[arg(long)]
     accept_store_limits: bool,
+    /// Print the listening and stopped lines as JSON lines (`{"event":"listening",...}`).
+    #[arg(long)]
+    json: bool,
 }
 
 const SERVE_HELP: &str = "\
@@ -151,13 +154,24 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         .as_ref()
         .map(|m| format!(", metrics on http://{}/metrics", m.addr()))
         .unwrap_or_default();
+    let line = if args.json {
+        serde_json::json!({
+            "event": "listening",
+            "cluster": cluster,
+            "addr": addr.to_string(),
+            "store": store_desc,
+            "metrics": metrics_server.as_ref().map(|m| format!("http://{}/metrics", m.addr())),
+        })
+        .to_string()
+    } else {
+        format!(
+            "gos serve: cluster {cluster} listening on {addr}, store {store_desc}{metrics_desc}"
+        )
+    };
     let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "gos serve: cluster {cluster} listening on {addr}, store {store_desc}{metrics_desc}"
-    )
-    .and_then(|()| out.flush())
-    .context("writing to stdout")?;
+    writeln!(out, "{line}")
+        .and_then(|()| out.flush())
+        .context("writing to stdout")?;
     drop(out);
 
     let signal = signals.wait().await;
@@ -173,19 +187,36 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     {
         ShmStore::remove(name).map_err(|e| anyhow!("removing shm store `{name}`: {e}"))?;
     }
-    println!(
-        "gos serve: cluster {cluster} stopped on {signal} (served {} connections, {} requests, {} failed, {} in, {} out){}",
-        stats.connections,
-        stats.requests_ok + stats.requests_failed,
-        stats.requests_failed,
-        fmt_size(stats.bytes_in),
-        fmt_size(stats.bytes_out),
-        if args.remove_on_exit {
-            "; store removed"
-        } else {
-            ""
-        }
-    );
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "event": "stopped",
+                "cluster": cluster,
+                "signal": signal,
+                "connections": stats.connections,
+                "requests": stats.requests_ok + stats.requests_failed,
+                "failed": stats.requests_failed,
+                "bytes_in": stats.bytes_in,
+                "bytes_out": stats.bytes_out,
+                "store_removed": args.remove_on_exit,
+            })
+        );
+    } else {
+        println!(
+            "gos serve: cluster {cluster} stopped on {signal} (served {} connections, {} requests, {} failed, {} in, {} out){}",
+            stats.connections,
+            stats.requests_ok + stats.requests_failed,
+            stats.requests_failed,
+            fmt_size(stats.bytes_in),
+            fmt_size(stats.bytes_out),
+            if args.remove_on_exit {
+                "; store removed"
+            } else {
+                ""
+            }
+        );
+    }
     Ok(())
 }
 

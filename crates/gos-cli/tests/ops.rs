@@ -348,6 +348,42 @@ fn serve_refuses_a_store_with_other_limits_unless_told() {
     let served = serve(&config, &["--accept-store-limits"]);
     let (status, _, stderr) = served.stop();
     assert!(status.success(), "{stderr}");
+
+    // --json: the listening and stopped lines as JSON lines.
+    let mut child = gos()
+        .args(["serve", "--json", "--accept-store-limits", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut guard = common::Guard::new(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first: serde_json::Value = serde_json::from_str(&rx.recv_timeout(SHORT).unwrap()).unwrap();
+    assert_eq!(first["event"], "listening");
+    assert_eq!(first["cluster"], "cluster-l");
+    assert!(
+        first["addr"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{first}"
+    );
+    assert_eq!(first["metrics"], serde_json::Value::Null);
+    guard.terminate();
+    assert!(guard.wait(SHORT).unwrap().success());
+    let last: serde_json::Value = serde_json::from_str(&rx.recv_timeout(SHORT).unwrap()).unwrap();
+    assert_eq!(last["event"], "stopped");
+    assert_eq!(last["signal"], "SIGTERM");
 }
 
 /// One `GET /metrics` over loopback; the body.
