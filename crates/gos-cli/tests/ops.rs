@@ -8,6 +8,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -322,6 +323,21 @@ fn completions_and_help_texts_say_what_the_commands_do() {
     let bash = run(&["completions", "bash"], SHORT).ok();
     assert!(bash.contains("_gos") && bash.contains("store"), "{bash}");
     run(&["completions", "tcsh"], SHORT).usage_error();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("c");
+    let out_s = out.to_str().unwrap();
+    let first = json(&run(
+        &["certs", "--json", "--out", out_s, "--cluster", "a"],
+        SHORT,
+    ));
+    assert_eq!(first["ca"]["reused"], false);
+    assert_eq!(first["identities"][0]["id"], "a");
+    assert!(Path::new(first["identities"][0]["cert"].as_str().unwrap()).exists());
+    let second = json(&run(
+        &["certs", "--json", "--out", out_s, "--cluster", "b"],
+        SHORT,
+    ));
+    assert_eq!(second["ca"]["reused"], true);
     // `gos certs` refuses existing files without --force; its help says so.
     let help = run(&["certs", "--help"], SHORT).ok();
     assert!(!help.contains("are kept"), "{help}");
