@@ -278,7 +278,10 @@ fn two_served_clusters_through_their_gateways() {
         "{rest}"
     );
     // Its counters in sizes people read (issue 14: raw byte counts).
-    assert!(rest.contains(" MiB in, ") && rest.contains(" MiB out)"), "{rest}");
+    assert!(
+        rest.contains(" MiB in, ") && rest.contains(" MiB out)"),
+        "{rest}"
+    );
     assert!(!shm_a.exists(), "--remove-on-exit left the store");
     let (status, _, stderr) = b.stop();
     assert!(status.success(), "{status}: {stderr}");
