@@ -74,11 +74,9 @@ fn json_outputs_parse_and_the_exit_codes_hold() {
     assert_eq!(stats["bytes"], 7);
     assert_eq!(stats["capacity"], 1 << 20);
     assert_eq!(stats["available"], (1 << 20) - 7);
-    assert_eq!(
-        stats["max_entries"],
-        u64::MAX,
-        "Limits::with_capacity sets no entry limit"
-    );
+    let limits = gos::ObjectStore::limits(&ShmStore::open(s).unwrap());
+    assert_eq!(stats["max_entries"], limits.max_entries);
+    assert_eq!(stats["max_value_size"], limits.max_value_size);
 
     let keys = json(&run(
         &["store", "--shm", s, "--json", "keys", "--prefix", "fed"],
