@@ -28,11 +28,15 @@ pub(crate) struct CertsArgs {
     /// Overwrite existing `<id>.pem` / `<id>.key` files.
     #[arg(long)]
     force: bool,
+    /// Print what was written as one JSON document.
+    #[arg(long)]
+    json: bool,
 }
 
 const CERTS_HELP: &str = "\
 Writes ca.pem and ca.key (the federation CA; reused when DIR already holds both) and
-<id>.pem / <id>.key for every --cluster ID. Existing <id> files are kept unless --force.
+<id>.pem / <id>.key for every --cluster ID. If any <id> file already exists the command is
+refused and writes nothing, unless --force (which overwrites them).
 A remote-store client is an identity like any other: issue it with --cluster client and put
 `client` on the gateways' allow lists.
 
@@ -58,29 +62,33 @@ pub(crate) fn run(args: CertsArgs) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
 
     let (ca_pem, ca_key) = (pem(dir, CA_STEM), key(dir, CA_STEM));
-    let ca = match (ca_pem.exists(), ca_key.exists()) {
+    let (ca, reused) = match (ca_pem.exists(), ca_key.exists()) {
         (true, true) => {
             let ca = FederationCa::read(&ca_pem, &ca_key)
                 .map_err(|e| anyhow!("reading the CA in {}: {e}", dir.display()))?;
-            println!(
-                "using the existing federation CA {} ({})",
-                ca_pem.display(),
-                ca_key.display()
-            );
-            ca
+            if !args.json {
+                println!(
+                    "using the existing federation CA {} ({})",
+                    ca_pem.display(),
+                    ca_key.display()
+                );
+            }
+            (ca, true)
         }
         (false, false) => {
             let ca = FederationCa::generate(&args.ca_name)
                 .map_err(|e| anyhow!("generating the CA: {e}"))?;
             ca.write(dir, CA_STEM)
                 .map_err(|e| anyhow!("writing the CA: {e}"))?;
-            println!(
-                "wrote federation CA \"{}\": {} {}",
-                args.ca_name,
-                ca_pem.display(),
-                ca_key.display()
-            );
-            ca
+            if !args.json {
+                println!(
+                    "wrote federation CA \"{}\": {} {}",
+                    args.ca_name,
+                    ca_pem.display(),
+                    ca_key.display()
+                );
+            }
+            (ca, false)
         }
         (true, false) | (false, true) => bail!(
             "{} holds only half a CA (one of ca.pem, ca.key): remove it or add the other",
@@ -88,6 +96,7 @@ pub(crate) fn run(args: CertsArgs) -> Result<()> {
         ),
     };
 
+    let mut written = Vec::new();
     for id in &ids {
         let identity = ca
             .issue(id)
@@ -95,7 +104,20 @@ pub(crate) fn run(args: CertsArgs) -> Result<()> {
         let (cert, key) = identity
             .write(dir, id)
             .map_err(|e| anyhow!("writing the certificate of `{id}`: {e}"))?;
-        println!("wrote {id}: {} {}", cert.display(), key.display());
+        if args.json {
+            written.push(serde_json::json!({ "id": id, "cert": cert, "key": key }));
+        } else {
+            println!("wrote {id}: {} {}", cert.display(), key.display());
+        }
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "ca": { "cert": ca_pem, "key": ca_key, "reused": reused },
+                "identities": written,
+            })
+        );
     }
     Ok(())
 }

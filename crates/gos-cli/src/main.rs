@@ -5,17 +5,24 @@
 mod bench;
 mod certs;
 mod demo;
+mod exit;
+mod instrument;
+mod metrics;
 mod relay;
 mod serve;
 mod store;
+mod units;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::exit::Exit;
 
 /// GOS, the Global Object Store: model weights through an object store, keys through the bus.
 #[derive(Debug, Parser)]
-#[command(name = "gos", version, about, long_about = None)]
+#[command(name = "gos", version, about, long_about = None, after_help = EXIT_HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -37,14 +44,36 @@ enum Command {
     Certs(certs::CertsArgs),
     /// Time rounds of share, gather and release on this machine, per store, topology and size.
     Bench(bench::BenchArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    #[command(
+        after_help = "Example (bash): gos completions bash > ~/.local/share/bash-completion/completions/gos"
+    )]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// One node of `gos demo --store shm`, run as its own process (internal).
     #[command(hide = true)]
     DemoNode(demo::NodeArgs),
 }
 
+const EXIT_HELP: &str = "\
+Exit codes: 0 success; 1 error (one line on stderr starting `error:`); 2 usage error (a bad
+flag or value; one line); 3 not found (a key, or a shared-memory store by name).
+
+Logs go to stderr: -v for info, -vv for debug (one line per store request), RUST_LOG to
+choose; colour only on a terminal and never with NO_COLOR set.";
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     init_tracing(cli.verbose);
+    if let Command::Completions { shell } = cli.command {
+        clap_complete::generate(shell, &mut Cli::command(), "gos", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -63,6 +92,7 @@ fn main() -> ExitCode {
             Command::Certs(args) => certs::run(args),
             Command::Bench(args) => bench::run(args).await,
             Command::DemoNode(args) => demo::run_node(args).await,
+            Command::Completions { .. } => Ok(()),
         }
     });
     // Do not wait for blocked reads (a node's stdin) to finish: everything worth waiting for
@@ -74,9 +104,31 @@ fn main() -> ExitCode {
             // One readable line, written at once (node processes share a terminal).
             let line = format!("error: {}\n", one_line(&e));
             let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
-            ExitCode::FAILURE
+            Exit::of(&e).code()
         }
     }
+}
+
+/// A command line clap refused: help and version print as usual (exit 0); an error is one
+/// line on stderr, exit code 2.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    let rendered = e.render().to_string();
+    let line = if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        // clap would print the whole help: one line instead, like every usage error.
+        exit::usage_line(&format!("error: a command is required\n{rendered}"))
+    } else {
+        exit::usage_line(&rendered)
+    };
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr().lock(),
+        format!("error: {line}\n").as_bytes(),
+    );
+    Exit::Usage.code()
 }
 
 /// The error and its causes on one line, no backtrace. A cause whose text the line already
@@ -108,12 +160,31 @@ fn init_tracing(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(use_colour(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ))
         .try_init();
+}
+
+/// Colour in logs only on a terminal, and not when `NO_COLOR` is set to anything non-empty
+/// (<https://no-color.org>).
+fn use_colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::one_line;
+    use super::{one_line, use_colour};
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(use_colour(true, None));
+        assert!(use_colour(true, Some(OsStr::new(""))));
+        assert!(!use_colour(true, Some(OsStr::new("1"))));
+        assert!(!use_colour(false, None));
+    }
 
     #[test]
     fn causes_already_in_the_message_are_not_repeated() {

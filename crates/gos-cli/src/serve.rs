@@ -1,15 +1,19 @@
 //! `gos serve`: a long-running cluster. Opens (or creates) the store a TOML config describes
 //! and serves it through the cluster's QUIC gateway until SIGINT or SIGTERM.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
-use gos::ObjectStore;
 use gos::config::{Backend, ClusterConfig};
 use gos::gateway::Gateway;
 use gos::shm::ShmStore;
+use gos::{Limits, ObjectStore};
+
+use crate::instrument::Instrumented;
+use crate::metrics::{MetricsServer, StoreMetrics};
+use crate::units::fmt_size;
 
 /// Arguments of `gos serve` (the long help is [`SERVE_HELP`]).
 #[derive(Debug, clap::Args)]
@@ -22,6 +26,13 @@ pub(crate) struct ServeArgs {
     /// keep working; the memory goes with the last of them).
     #[arg(long)]
     remove_on_exit: bool,
+    /// Serve an existing shared-memory store even when its limits (capacity, largest value,
+    /// entries) differ from the config's; without it, such a store is refused.
+    #[arg(long)]
+    accept_store_limits: bool,
+    /// Print the listening and stopped lines as JSON lines (`{"event":"listening",...}`).
+    #[arg(long)]
+    json: bool,
 }
 
 const SERVE_HELP: &str = "\
@@ -34,8 +45,13 @@ The [gateway] section is required: serving the store is what this command is for
 on this host need no server to share an shm store (they open it by name), and a memory
 store without a gateway would be reachable by nobody.
 
+An existing shm store keeps the limits it was made with: when they differ from FILE's, the
+command refuses to serve it (remove it with `gos store rm NAME`, or pass
+--accept-store-limits). With a [metrics] section it also serves Prometheus text at
+http://<metrics.listen>/metrics. Every field of FILE: docs/config.md.
+
 Once listening it prints one line, then runs until SIGINT or SIGTERM:
-  gos serve: cluster <id> listening on <addr>, store <backend> <name>";
+  gos serve: cluster <id> listening on <addr>, store <backend> <name>[, metrics on http://<addr>/metrics]";
 
 pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     let path = &args.config;
@@ -75,53 +91,142 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
 
     // Before the listening line: a signal sent as soon as it is read must stop us cleanly.
     let mut signals = Signals::install()?;
-    let (store, store_desc, created) = open_store(&config)?;
-    let gateway = match Gateway::start(wire, Arc::clone(&store)).await {
-        Ok(gateway) => gateway,
+    let (store, store_desc, created) = open_store(&config).await?;
+    // Leave no store behind that this failed run made.
+    let cleanup = |store: Arc<dyn ObjectStore>| {
+        if let (true, Some(name)) = (created, config.store.name.as_deref()) {
+            drop(store);
+            let _ = ShmStore::remove(name);
+        }
+    };
+    if !created {
+        let (have, want) = (store.limits(), config.store.limits());
+        if have != want && !args.accept_store_limits {
+            bail!(
+                "the existing store {store_desc} has other limits than {} ({}; the file asks for {}): remove it (`gos store rm {}`) or pass --accept-store-limits",
+                path.display(),
+                describe_limits(&have),
+                describe_limits(&want),
+                config.store.name.as_deref().unwrap_or("NAME"),
+            );
+        }
+    }
+    let metrics = Arc::new(StoreMetrics::default());
+    let served: Arc<dyn ObjectStore> = Arc::new(Instrumented::new(
+        Arc::clone(&store),
+        Some(Arc::clone(&metrics)),
+    ));
+    let gateway = match Gateway::start(wire, served).await {
+        Ok(gateway) => Arc::new(gateway),
         Err(e) => {
-            // Leave no store behind that this failed run made.
-            if let (true, Some(name)) = (created, config.store.name.as_deref()) {
-                drop(store);
-                let _ = ShmStore::remove(name);
-            }
+            cleanup(store);
             bail!("starting the gateway on {}: {e}", section.listen);
         }
     };
     let addr = gateway
         .local_addr()
         .map_err(|e| anyhow!("the gateway's address: {e}"))?;
+    let metrics_server = match &config.metrics {
+        None => None,
+        Some(m) => {
+            let started = async {
+                let at = m
+                    .listen
+                    .resolve()
+                    .map_err(|e| anyhow!("metrics.listen: {e}"))?;
+                MetricsServer::start(at, &metrics, Arc::clone(&store), Arc::downgrade(&gateway))
+                    .await
+            }
+            .await;
+            match started {
+                Ok(server) => Some(server),
+                Err(e) => {
+                    if let Ok(gateway) = Arc::try_unwrap(gateway) {
+                        gateway.shutdown().await;
+                    }
+                    cleanup(store);
+                    return Err(e);
+                }
+            }
+        }
+    };
+    let metrics_desc = metrics_server
+        .as_ref()
+        .map(|m| format!(", metrics on http://{}/metrics", m.addr()))
+        .unwrap_or_default();
+    let line = if args.json {
+        serde_json::json!({
+            "event": "listening",
+            "cluster": cluster,
+            "addr": addr.to_string(),
+            "store": store_desc,
+            "metrics": metrics_server.as_ref().map(|m| format!("http://{}/metrics", m.addr())),
+        })
+        .to_string()
+    } else {
+        format!(
+            "gos serve: cluster {cluster} listening on {addr}, store {store_desc}{metrics_desc}"
+        )
+    };
     let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "gos serve: cluster {cluster} listening on {addr}, store {store_desc}"
-    )
-    .and_then(|()| out.flush())
-    .context("writing to stdout")?;
+    writeln!(out, "{line}")
+        .and_then(|()| out.flush())
+        .context("writing to stdout")?;
     drop(out);
 
     let signal = signals.wait().await;
+    drop(metrics_server);
     let stats = gateway.stats();
-    gateway.shutdown().await;
+    match Arc::try_unwrap(gateway) {
+        Ok(gateway) => gateway.shutdown().await,
+        Err(_) => tracing::warn!("the gateway is still referenced; not waiting for it"),
+    }
     drop(store);
     if args.remove_on_exit
         && let Some(name) = config.store.name.as_deref()
     {
         ShmStore::remove(name).map_err(|e| anyhow!("removing shm store `{name}`: {e}"))?;
     }
-    println!(
-        "gos serve: cluster {cluster} stopped on {signal} (served {} connections, {} requests, {} failed, {} B in, {} B out){}",
-        stats.connections,
-        stats.requests_ok + stats.requests_failed,
-        stats.requests_failed,
-        stats.bytes_in,
-        stats.bytes_out,
-        if args.remove_on_exit {
-            "; store removed"
-        } else {
-            ""
-        }
-    );
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "event": "stopped",
+                "cluster": cluster,
+                "signal": signal,
+                "connections": stats.connections,
+                "requests": stats.requests_ok + stats.requests_failed,
+                "failed": stats.requests_failed,
+                "bytes_in": stats.bytes_in,
+                "bytes_out": stats.bytes_out,
+                "store_removed": args.remove_on_exit,
+            })
+        );
+    } else {
+        println!(
+            "gos serve: cluster {cluster} stopped on {signal} (served {} connections, {} requests, {} failed, {} in, {} out){}",
+            stats.connections,
+            stats.requests_ok + stats.requests_failed,
+            stats.requests_failed,
+            fmt_size(stats.bytes_in),
+            fmt_size(stats.bytes_out),
+            if args.remove_on_exit {
+                "; store removed"
+            } else {
+                ""
+            }
+        );
+    }
     Ok(())
+}
+
+fn describe_limits(l: &Limits) -> String {
+    format!(
+        "capacity {}, largest value {}, {} entries",
+        fmt_size(l.capacity_bytes),
+        fmt_size(l.max_value_size),
+        l.max_entries
+    )
 }
 
 /// The directory relative paths of a config file are taken from.
@@ -134,13 +239,36 @@ fn config_dir(path: &Path) -> PathBuf {
 
 /// Opens the configured store (the facade's `open_store`: a shared-memory store is opened if
 /// it exists, created otherwise); returns it, a description for the listening line (`shm
-/// <name>` or `memory (in-process)`) and whether this call created it.
-fn open_store(config: &ClusterConfig) -> Result<(Arc<dyn ObjectStore>, String, bool)> {
-    let opened = gos::open_store(config).map_err(|e| anyhow!("opening the store: {e}"))?;
+/// <name>` or `memory (in-process)`) and whether this call created it. Creating a large shm
+/// store takes seconds (its arena is allocated and faulted in): on a terminal a spinner says
+/// so meanwhile.
+async fn open_store(config: &ClusterConfig) -> Result<(Arc<dyn ObjectStore>, String, bool)> {
     let desc = match (config.store.backend, config.store.name.as_deref()) {
         (Backend::Shm, Some(name)) => format!("shm {name}"),
         _ => "memory (in-process)".to_owned(),
     };
+    let spinner =
+        (config.store.backend == Backend::Shm && std::io::stderr().is_terminal()).then(|| {
+            let capacity = config.store.capacity.0;
+            let arena = config
+                .store
+                .arena
+                .map_or(capacity.saturating_mul(2), |a| a.0);
+            crate::store::spinner(format!(
+                "opening or creating {desc} (capacity {}, arena about {})",
+                fmt_size(capacity),
+                fmt_size(arena)
+            ))
+        });
+    let owned = config.clone();
+    let opened = tokio::task::spawn_blocking(move || gos::open_store(&owned))
+        .await
+        .context("the store-opening task")?
+        .map_err(|e| anyhow!("opening the store: {e}"));
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
+    let opened = opened?;
     Ok((opened.store, desc, opened.created))
 }
 

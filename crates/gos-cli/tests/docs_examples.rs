@@ -22,3 +22,62 @@ fn example_configs_are_valid() {
         assert_eq!(gateway.peers[0].cluster, other);
     }
 }
+
+/// Every `gos store` subcommand and `gos serve` flag that `--help` offers is in
+/// getting-started, and both state the same exit codes.
+#[test]
+fn getting_started_covers_what_the_help_offers() {
+    let guide = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/getting-started.md"),
+    )
+    .unwrap();
+    let help = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gos"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let store = help(&["store", "--help"]);
+    let commands: Vec<&str> = store
+        .split_once("Commands:")
+        .unwrap()
+        .1
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.len() >= 9, "{commands:?}");
+    for command in commands {
+        assert!(
+            guide.contains(&format!("`{command}")),
+            "getting-started does not mention `gos store {command}`"
+        );
+    }
+    for flag in ["--accept-store-limits", "--remove-on-exit"] {
+        assert!(help(&["serve", "--help"]).contains(flag));
+        assert!(
+            guide.contains(flag),
+            "getting-started does not mention {flag}"
+        );
+    }
+    let top = help(&["--help"]);
+    for (code, meaning) in [
+        ("0", "success"),
+        ("1", "error"),
+        ("2", "usage error"),
+        ("3", "not found"),
+    ] {
+        assert!(
+            top.contains(&format!("{code} {meaning}")),
+            "gos --help: {code} {meaning}"
+        );
+        assert!(
+            guide.contains(&format!("{code} on ")) || guide.contains(&format!("{code} when")),
+            "getting-started: exit code {code}"
+        );
+    }
+}

@@ -86,7 +86,7 @@ fn bad_config_files_are_one_line() {
 #[test]
 fn bad_store_requests_are_one_line() {
     let missing = ShmName::new("missing");
-    let line = run(&["store", "--shm", &missing.0, "keys"], SHORT).one_line_error();
+    let line = run(&["store", "--shm", &missing.0, "keys"], SHORT).not_found_error();
     assert!(line.contains("no store named"), "{line}");
 
     let shm = ShmName::new("s");
@@ -113,7 +113,7 @@ fn bad_store_requests_are_one_line() {
     assert!(line.contains("invalid key"), "{line}");
     let line = run(&["store", "--shm", &shm.0, "keys", "--prefix", "/x"], SHORT).one_line_error();
     assert!(line.contains("invalid prefix"), "{line}");
-    let line = run(&["store", "--shm", &shm.0, "get", "fed/n/round_1"], SHORT).one_line_error();
+    let line = run(&["store", "--shm", &shm.0, "get", "fed/n/round_1"], SHORT).not_found_error();
     assert!(line.contains("not found"), "{line}");
     let line = run(
         &[
@@ -167,4 +167,12 @@ fn bad_store_requests_are_one_line() {
     );
     let line = out.one_line_error();
     assert!(line.contains("timed out"), "{line}");
+    // The message says how long it took in all, not only one attempt's timeout (issue 14:
+    // it said 5 s and arrived after 10 s).
+    assert!(line.contains("each of 2 attempts; gave up after"), "{line}");
+    assert!(
+        out.elapsed >= std::time::Duration::from_millis(900),
+        "{:?}",
+        out.elapsed
+    );
 }

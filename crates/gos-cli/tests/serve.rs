@@ -125,9 +125,9 @@ fn exercise(served: &Served, cluster: &str, dir: &Path, seed: u64) {
 
     let out = remote(served, cluster, &certs, "client", &["delete", &key]).ok();
     assert!(out.contains("deleted"), "{out}");
-    let line = remote(served, cluster, &certs, "client", &["get", &key]).one_line_error();
+    let line = remote(served, cluster, &certs, "client", &["get", &key]).not_found_error();
     assert!(line.contains("not found"), "{line}");
-    let line = remote(served, cluster, &certs, "client", &["delete", &key]).one_line_error();
+    let line = remote(served, cluster, &certs, "client", &["delete", &key]).not_found_error();
     assert!(line.contains("not found"), "{line}");
     let out = remote(served, cluster, &certs, "client", &["delete-prefix", "e2e"]).ok();
     assert!(out.contains("deleted 1 keys under e2e"), "{out}");
@@ -275,6 +275,11 @@ fn two_served_clusters_through_their_gateways() {
     assert!(status.success(), "{status}: {stderr}");
     assert!(
         rest.contains("gos serve: cluster cluster-a stopped on SIGTERM"),
+        "{rest}"
+    );
+    // Its counters in sizes people read (issue 14: raw byte counts).
+    assert!(
+        rest.contains(" MiB in, ") && rest.contains(" MiB out)"),
         "{rest}"
     );
     assert!(!shm_a.exists(), "--remove-on-exit left the store");

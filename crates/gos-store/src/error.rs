@@ -153,6 +153,15 @@ pub enum KeyError {
         /// Byte offset where the empty segment starts.
         position: usize,
     },
+    /// A segment is `.` or `..`: keys are paths in some backends and tools, where these would
+    /// name another key or escape a prefix.
+    #[error("key has a `{segment}` segment at byte {position} (`.` and `..` are not allowed)")]
+    DotSegment {
+        /// The segment: `.` or `..`.
+        segment: &'static str,
+        /// Byte offset where the segment starts.
+        position: usize,
+    },
     /// A part given to [`ObjectKey::round`](crate::ObjectKey::round) is not a single segment.
     #[error("{part} `{value}` must be one non-empty segment without `/`")]
     InvalidPart {

@@ -11,7 +11,7 @@ use crate::error::KeyError;
 pub const MAX_KEY_LEN: usize = 1024;
 
 /// A validated object key: non-empty, at most [`MAX_KEY_LEN`] bytes, no control characters,
-/// made of non-empty `/`-separated segments.
+/// made of non-empty `/`-separated segments, none of them `.` or `..`.
 ///
 /// Cloning is cheap (a reference count). Keys order and compare as their strings.
 ///
@@ -152,6 +152,13 @@ fn validate_path(key: &str) -> Result<(), KeyError> {
     for segment in key.split('/') {
         if segment.is_empty() {
             return Err(KeyError::EmptySegment { position: start });
+        }
+        if segment == "." || segment == ".." {
+            let segment = if segment == "." { "." } else { ".." };
+            return Err(KeyError::DotSegment {
+                segment,
+                position: start,
+            });
         }
         start += segment.len() + 1;
     }
@@ -302,6 +309,33 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn dot_segments_are_refused() {
+        for (key, segment, position) in [
+            (".", ".", 0),
+            ("..", "..", 0),
+            ("fed/../other", "..", 4),
+            ("fed/node/.", ".", 9),
+            ("./fed", ".", 0),
+        ] {
+            assert_eq!(
+                ObjectKey::new(key),
+                Err(KeyError::DotSegment { segment, position }),
+                "{key}"
+            );
+        }
+        assert!(KeyPrefix::new("fed/..").is_err());
+        // Dots inside a segment are fine.
+        for key in [
+            "fed/.hidden",
+            "fed/a..b",
+            "fed/.../x",
+            "v1.2/node_0/round_3",
+        ] {
+            assert!(ObjectKey::new(key).is_ok(), "{key}");
+        }
+    }
+
+    #[test]
     fn each_bad_key_has_its_own_error() {
         assert_eq!(ObjectKey::new(""), Err(KeyError::Empty));
         let long = "a".repeat(MAX_KEY_LEN + 1);
@@ -405,12 +439,14 @@ mod tests {
                     prop_assert!(!s.chars().any(char::is_control));
                 }
                 Err(_) => prop_assert!(s.is_empty() || s.contains("//") || s.starts_with('/')
-                    || s.ends_with('/') || s.chars().any(char::is_control) || s.len() > MAX_KEY_LEN),
+                    || s.ends_with('/') || s.chars().any(char::is_control) || s.len() > MAX_KEY_LEN
+                    || s.split('/').any(|seg| seg == "." || seg == "..")),
             }
         }
 
         #[test]
         fn round_keys_round_trip(fed in "[a-z0-9_.-]{1,12}", node in "[a-z0-9_.-]{1,12}", round: u64) {
+            prop_assume!(![".", ".."].contains(&fed.as_str()) && ![".", ".."].contains(&node.as_str()));
             let key = ObjectKey::round(&fed, &node, round).unwrap();
             let p = key.round_parts().unwrap();
             prop_assert_eq!((p.fed_id, p.node_id, p.round), (fed.as_str(), node.as_str(), round));

@@ -206,7 +206,7 @@ impl Cluster {
                             .into());
                         }
                         for peer in &section.peers {
-                            manager.add_peer(&peer.cluster, peer.addr)?;
+                            manager.add_peer(&peer.cluster, peer.addr.resolve()?)?;
                         }
                         ClusterBus::Hybrid(Arc::new(manager))
                     }
@@ -394,7 +394,7 @@ pub fn open_store(config: &ClusterConfig) -> Result<OpenedStore, GosError> {
         Backend::Shm => {
             #[cfg(feature = "shm")]
             {
-                use gos_store_shm::{ShmConfig, ShmError, ShmStore};
+                use gos_store_shm::{ShmError, ShmStore};
                 let name =
                     config.store.name.as_deref().ok_or_else(|| {
                         ConfigError::Invalid("store.name is required for shm".into())
@@ -409,7 +409,7 @@ pub fn open_store(config: &ClusterConfig) -> Result<OpenedStore, GosError> {
                         created: false,
                     }),
                     Err(e) if not_found(&e) => Ok(OpenedStore {
-                        store: Arc::new(ShmStore::create(name, ShmConfig::new(limits))?),
+                        store: Arc::new(ShmStore::create(name, shm_config(&config.store))?),
                         created: true,
                     }),
                     Err(e) => Err(e.into()),
@@ -426,4 +426,21 @@ pub fn open_store(config: &ClusterConfig) -> Result<OpenedStore, GosError> {
             }
         }
     }
+}
+
+/// The shared-memory settings a `[store]` section describes (limits, arena, handles,
+/// object records).
+#[cfg(feature = "shm")]
+pub fn shm_config(store: &crate::config::StoreConfig) -> gos_store_shm::ShmConfig {
+    let mut shm = gos_store_shm::ShmConfig::new(store.limits());
+    if let Some(arena) = store.arena {
+        shm = shm.arena_bytes(arena.0);
+    }
+    if let Some(n) = store.max_processes {
+        shm = shm.max_processes(n);
+    }
+    if let Some(n) = store.max_objects {
+        shm = shm.max_objects(n);
+    }
+    shm
 }

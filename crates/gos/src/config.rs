@@ -1,5 +1,10 @@
-//! The TOML configuration of a cluster: its store, its topology, its bus and (feature
-//! `gateway`) its gateway. Parsing validates everything a typo could break.
+//! The TOML configuration of a cluster: its store, its topology, its bus, (feature `gateway`)
+//! its gateway, and the metrics endpoint of `gos serve`. Parsing validates everything a typo
+//! could break. Every field, its type and its default: `docs/config.md`.
+//!
+//! Sizes are [`ByteSize`] (`"2GiB"`, `"1.5 MiB"`, `"100mb"`, or a number of bytes; units are
+//! case-insensitive, `KiB`/`MiB`/`GiB` are powers of 1024 and `KB`/`MB`/`GB` of 1000).
+//! Durations are written as `"5s"`, `"250ms"`, `"1m 30s"` (humantime).
 //!
 //! ```toml
 //! fed_id = "my_experiment"
@@ -8,7 +13,7 @@
 //! [store]
 //! backend = "shm"            # "memory" (default) or "shm"
 //! name = "cluster-a"         # shm: the store's name in /dev/shm
-//! capacity = "2GiB"
+//! capacity = "2GiB"          # shm: the file is about twice this (see `arena`)
 //! max_value_size = "512MiB"
 //! max_entries = 4096
 //!
@@ -20,26 +25,33 @@
 //!
 //! [bus]
 //! mailbox_capacity = 1024
-//! publish_timeout_ms = 5000
+//! publish_timeout = "5s"
 //!
 //! [gateway]                  # optional
-//! listen = "127.0.0.1:7400"
+//! listen = "127.0.0.1:7400"  # or "gateway.example.org:7400"
 //! ca = "certs/ca.pem"
 //! cert = "certs/cluster-a.pem"
 //! key = "certs/cluster-a.key"
 //! allow = ["cluster-b"]
 //! peers = [{ cluster = "cluster-b", addr = "127.0.0.1:7401" }]
+//!
+//! [gateway.timeouts]         # optional, as are [gateway.limits] and [gateway.transport]
+//! io = "10s"
+//!
+//! [metrics]                  # optional: a Prometheus endpoint on `gos serve`
+//! listen = "127.0.0.1:9400"
 //! ```
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use gos_store::Limits;
 use gos_topology::{ManagerConfig, NodeId, Topology, TopologyError};
 use serde::{Deserialize, Deserializer};
+
+pub use bytesize::ByteSize;
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +110,9 @@ pub struct ClusterConfig {
     /// The gateway to other clusters, if any.
     #[serde(default)]
     pub gateway: Option<GatewayConfig>,
+    /// The Prometheus endpoint of `gos serve`, if any.
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
 }
 
 fn default_cluster_id() -> String {
@@ -114,15 +129,29 @@ pub struct StoreConfig {
     /// The store's name (shared memory: the file in `/dev/shm`).
     #[serde(default)]
     pub name: Option<String>,
-    /// Capacity in bytes (`"2GiB"`, `"512MiB"` or a number).
-    #[serde(default = "default_capacity")]
+    /// Capacity: the bytes of live values the store holds at most (`"2GiB"`, `"512MiB"` or a
+    /// number). A shared-memory store's file is its arena, twice this by default.
+    #[serde(default = "default_capacity", deserialize_with = "de_size")]
     pub capacity: ByteSize,
     /// The largest value (default: the capacity).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de_opt_size")]
     pub max_value_size: Option<ByteSize>,
     /// The most keys held at once.
     #[serde(default = "default_max_entries")]
     pub max_entries: u64,
+    /// Shared memory: the size of the arena values live in, all of it allocated at create
+    /// (default: twice the capacity plus 64 bytes per object record, room for an overwrite
+    /// while readers pin the old value).
+    #[serde(default, deserialize_with = "de_opt_size")]
+    pub arena: Option<ByteSize>,
+    /// Shared memory: how many handles (processes, or opens) may use the store at once
+    /// (default 64).
+    #[serde(default)]
+    pub max_processes: Option<u32>,
+    /// Shared memory: how many objects (live, pinned after a delete, or reserved) the store
+    /// can track (default `min(2 * max_entries + 64, 4096)`).
+    #[serde(default)]
+    pub max_objects: Option<u32>,
 }
 
 fn default_capacity() -> ByteSize {
@@ -141,6 +170,9 @@ impl Default for StoreConfig {
             capacity: default_capacity(),
             max_value_size: None,
             max_entries: default_max_entries(),
+            arena: None,
+            max_processes: None,
+            max_objects: None,
         }
     }
 }
@@ -243,45 +275,54 @@ pub struct BusConfig {
     /// Messages a mailbox holds before publishers wait.
     #[serde(default = "default_mailbox")]
     pub mailbox_capacity: usize,
-    /// How long a publish waits on a full mailbox, in milliseconds.
-    #[serde(default = "default_publish_timeout_ms")]
-    pub publish_timeout_ms: u64,
+    /// How long a publish waits on a full mailbox (`"5s"`; default 5 s).
+    #[serde(default, with = "humantime_serde")]
+    pub publish_timeout: Option<Duration>,
+    /// The same, in milliseconds: the older spelling, still read (not with `publish_timeout`).
+    #[serde(default)]
+    pub publish_timeout_ms: Option<u64>,
 }
 
 fn default_mailbox() -> usize {
     ManagerConfig::default().mailbox_capacity
 }
 
-fn default_publish_timeout_ms() -> u64 {
-    ManagerConfig::default().publish_timeout.as_millis() as u64
-}
-
 impl Default for BusConfig {
     fn default() -> Self {
         BusConfig {
             mailbox_capacity: default_mailbox(),
-            publish_timeout_ms: default_publish_timeout_ms(),
+            publish_timeout: None,
+            publish_timeout_ms: None,
         }
     }
 }
 
 impl BusConfig {
+    /// How long a publish waits on a full mailbox: `publish_timeout`, or
+    /// `publish_timeout_ms`, or the default (5 s).
+    pub fn publish_timeout(&self) -> Duration {
+        self.publish_timeout
+            .or(self.publish_timeout_ms.map(Duration::from_millis))
+            .unwrap_or(ManagerConfig::default().publish_timeout)
+    }
+
     /// The manager settings these describe.
     pub fn manager_config(&self) -> ManagerConfig {
         ManagerConfig {
             mailbox_capacity: self.mailbox_capacity,
-            publish_timeout: Duration::from_millis(self.publish_timeout_ms),
+            publish_timeout: self.publish_timeout(),
             ..ManagerConfig::default()
         }
     }
 }
 
-/// The gateway section: where to listen, the certificates, who may talk to us.
+/// The gateway section: where to listen, the certificates, who may talk to us, and the
+/// transfer settings (timeouts, wire limits, QUIC tuning).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
-    /// The UDP address to listen on.
-    pub listen: SocketAddr,
+    /// The UDP address to listen on (`HOST:PORT`; a host name is resolved at start).
+    pub listen: HostPort,
     /// The federation CA certificate (PEM).
     pub ca: PathBuf,
     /// This cluster's certificate (PEM), signed by the CA.
@@ -294,6 +335,113 @@ pub struct GatewayConfig {
     /// Other clusters' gateways.
     #[serde(default)]
     pub peers: Vec<PeerConfig>,
+    /// How many recently delivered message ids are remembered to drop retried duplicates.
+    #[serde(default = "default_dedup_window")]
+    pub dedup_window: usize,
+    /// How many times an idempotent request to a peer is tried before giving up.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// How long each network wait may take.
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
+    /// Sizes checked before anything is read.
+    #[serde(default)]
+    pub limits: WireLimitsConfig,
+    /// QUIC tuning for bulk transfer.
+    #[serde(default)]
+    pub transport: TransportConfig,
+}
+
+fn default_dedup_window() -> usize {
+    100_000
+}
+
+fn default_max_attempts() -> u32 {
+    3
+}
+
+/// `[gateway.timeouts]`: every wait on the network is bounded by one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutsConfig {
+    /// Establishing a connection (QUIC and TLS handshake); default 5 s.
+    #[serde(with = "humantime_serde")]
+    pub connect: Duration,
+    /// Each single read or write on a stream, and handing a message to a mailbox; default
+    /// 10 s.
+    #[serde(with = "humantime_serde")]
+    pub io: Duration,
+    /// A connection with no packet from its peer for this long is dead; default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub idle: Duration,
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        TimeoutsConfig {
+            connect: Duration::from_secs(5),
+            io: Duration::from_secs(10),
+            idle: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[gateway.limits]`: sizes checked before anything is read or allocated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WireLimitsConfig {
+    /// The largest request header a gateway reads; default 256 KiB.
+    #[serde(deserialize_with = "de_size")]
+    pub max_request_header: ByteSize,
+    /// The largest response header a client reads (a key listing can be long); default
+    /// 64 MiB.
+    #[serde(deserialize_with = "de_size")]
+    pub max_response_header: ByteSize,
+    /// The largest object accepted on the wire, either way; default 4 GiB.
+    #[serde(deserialize_with = "de_size")]
+    pub max_object: ByteSize,
+}
+
+impl Default for WireLimitsConfig {
+    fn default() -> Self {
+        WireLimitsConfig {
+            max_request_header: ByteSize(256 << 10),
+            max_response_header: ByteSize(64 << 20),
+            max_object: ByteSize(4 << 30),
+        }
+    }
+}
+
+/// `[gateway.transport]`: QUIC tuning for bulk transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransportConfig {
+    /// Per-stream receive window; default 16 MiB.
+    #[serde(deserialize_with = "de_size")]
+    pub stream_window: ByteSize,
+    /// Per-connection receive window; default 64 MiB.
+    #[serde(deserialize_with = "de_size")]
+    pub connection_window: ByteSize,
+    /// Per-connection send buffer; default 64 MiB.
+    #[serde(deserialize_with = "de_size")]
+    pub send_window: ByteSize,
+    /// Requested UDP socket buffer sizes (the kernel caps them); default 8 MiB.
+    #[serde(deserialize_with = "de_size")]
+    pub udp_buffer: ByteSize,
+    /// Concurrent requests (streams) one peer may have open; default 64.
+    pub max_concurrent_streams: u32,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            stream_window: ByteSize(16 << 20),
+            connection_window: ByteSize(64 << 20),
+            send_window: ByteSize(64 << 20),
+            udp_buffer: ByteSize(8 << 20),
+            max_concurrent_streams: 64,
+        }
+    }
 }
 
 /// Another cluster's gateway.
@@ -302,67 +450,130 @@ pub struct GatewayConfig {
 pub struct PeerConfig {
     /// Its cluster id.
     pub cluster: String,
-    /// Its gateway address.
-    pub addr: SocketAddr,
+    /// Its gateway address (`HOST:PORT`; a host name is resolved when the cluster starts).
+    pub addr: HostPort,
 }
 
-/// A size in bytes, written as a number or with a unit: `"64KiB"`, `"100MiB"`, `"2GiB"`,
-/// `"1GB"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ByteSize(pub u64);
+/// `[metrics]`: the Prometheus text endpoint of `gos serve`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// The TCP address to serve `GET /metrics` on (`HOST:PORT`, port 0: any free port).
+    pub listen: HostPort,
+}
 
-impl FromStr for ByteSize {
-    type Err = String;
+/// A `HOST:PORT` address: an IP address (`[::1]:7400` for IPv6) or a host name, resolved
+/// when it is used.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HostPort(String);
 
-    fn from_str(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-        let (digits, unit) = s.split_at(split);
-        let n: u64 = digits
-            .parse()
-            .map_err(|_| format!("`{s}` is not a size (try \"512MiB\")"))?;
-        let mult: u64 = match unit.trim() {
-            "" | "B" => 1,
-            "KiB" => 1 << 10,
-            "MiB" => 1 << 20,
-            "GiB" => 1 << 30,
-            "TiB" => 1 << 40,
-            "KB" | "kB" => 1_000,
-            "MB" => 1_000_000,
-            "GB" => 1_000_000_000,
-            other => return Err(format!("unknown size unit `{other}` in `{s}`")),
+impl HostPort {
+    /// Checks the shape `HOST:PORT` (a port number after the last `:`, a non-empty host).
+    pub fn new(text: impl Into<String>) -> Result<Self, ConfigError> {
+        let text = text.into();
+        let bad = || {
+            ConfigError::Invalid(format!(
+                "`{}` is not HOST:PORT (such as \"127.0.0.1:7400\" or \"gw.example.org:7400\")",
+                text.escape_debug()
+            ))
         };
-        n.checked_mul(mult)
-            .map(ByteSize)
-            .ok_or_else(|| format!("`{s}` overflows 64 bits"))
+        let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+        if host.is_empty() || port.parse::<u16>().is_err() || host.chars().any(char::is_whitespace)
+        {
+            return Err(bad());
+        }
+        // A bare IPv6 address needs brackets: `::1:7400` is ambiguous.
+        if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+            return Err(bad());
+        }
+        Ok(HostPort(text))
+    }
+
+    /// The text as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The first address the host resolves to (an IP address resolves to itself).
+    pub fn resolve(&self) -> Result<SocketAddr, ConfigError> {
+        if let Ok(addr) = self.0.parse() {
+            return Ok(addr);
+        }
+        self.0
+            .to_socket_addrs()
+            .map_err(|e| ConfigError::Invalid(format!("cannot resolve `{}`: {e}", self.0)))?
+            .next()
+            .ok_or_else(|| ConfigError::Invalid(format!("`{}` resolves to no address", self.0)))
     }
 }
 
-impl fmt::Display for ByteSize {
+impl From<SocketAddr> for HostPort {
+    fn from(addr: SocketAddr) -> Self {
+        HostPort(addr.to_string())
+    }
+}
+
+impl std::str::FromStr for HostPort {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        HostPort::new(s)
+    }
+}
+
+impl fmt::Display for HostPort {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.0;
-        for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-            if n >= size && n.is_multiple_of(size) {
-                return write!(f, "{}{unit}", n / size);
-            }
-        }
-        write!(f, "{n}B")
+        f.write_str(&self.0)
     }
 }
 
-impl<'de> Deserialize<'de> for ByteSize {
+impl<'de> Deserialize<'de> for HostPort {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Number(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Number(n) => Ok(ByteSize(n)),
-            Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
-        }
+        let text = String::deserialize(d)?;
+        HostPort::new(text).map_err(|e| match e {
+            ConfigError::Invalid(m) => serde::de::Error::custom(m),
+            other => serde::de::Error::custom(other),
+        })
     }
+}
+
+/// Parses a size: a number of bytes, or a number (decimals allowed) and a unit, case
+/// insensitive: `B`, `KiB`/`MiB`/`GiB`/`TiB` (powers of 1024), `KB`/`MB`/`GB`/`TB` (powers
+/// of 1000). Refuses what does not fit in 64 bits (where [`ByteSize`]'s own parser would
+/// saturate).
+pub fn parse_size(text: &str) -> Result<ByteSize, String> {
+    let text = text.trim();
+    let size: ByteSize = text.parse().map_err(|_| {
+        format!("`{text}` is not a size (such as \"512MiB\", \"1.5GiB\", \"100mb\")")
+    })?;
+    // bytesize saturates on overflow: anything at u64::MAX that was not written as that
+    // number overflowed.
+    if size.0 == u64::MAX && text != u64::MAX.to_string() {
+        return Err(format!("`{text}` does not fit in 64 bits"));
+    }
+    Ok(size)
+}
+
+/// Formats a size for people: `256.0 MiB`, `512 B`.
+pub fn fmt_size(bytes: u64) -> String {
+    ByteSize(bytes).display().iec().to_string()
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawSize {
+    Number(u64),
+    Text(String),
+}
+
+fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<ByteSize, D::Error> {
+    match RawSize::deserialize(d)? {
+        RawSize::Number(n) => Ok(ByteSize(n)),
+        RawSize::Text(s) => parse_size(&s).map_err(serde::de::Error::custom),
+    }
+}
+
+fn de_opt_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ByteSize>, D::Error> {
+    de_size(d).map(Some)
 }
 
 impl ClusterConfig {
@@ -406,9 +617,102 @@ impl ClusterConfig {
                 self.store.capacity
             )));
         }
+        if self.store.backend == Backend::Memory {
+            for (field, set) in [
+                ("arena", self.store.arena.is_some()),
+                ("max_processes", self.store.max_processes.is_some()),
+                ("max_objects", self.store.max_objects.is_some()),
+            ] {
+                if set {
+                    return Err(ConfigError::Invalid(format!(
+                        "store.{field} applies to the shm backend only"
+                    )));
+                }
+            }
+        }
+        if let Some(arena) = self.store.arena
+            && arena.0 < self.store.capacity.0
+        {
+            return Err(ConfigError::Invalid(format!(
+                "store.arena ({arena}) is smaller than store.capacity ({})",
+                self.store.capacity
+            )));
+        }
         if self.bus.mailbox_capacity == 0 {
             return Err(ConfigError::Invalid(
                 "bus.mailbox_capacity must be at least 1".into(),
+            ));
+        }
+        if self.bus.publish_timeout.is_some() && self.bus.publish_timeout_ms.is_some() {
+            return Err(ConfigError::Invalid(
+                "bus.publish_timeout and bus.publish_timeout_ms both set: keep publish_timeout"
+                    .into(),
+            ));
+        }
+        if let Some(gateway) = &self.gateway {
+            gateway.validate()?;
+        }
+        Ok(())
+    }
+}
+
+impl GatewayConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        // An id a certificate can never name would never match: a typo, refused here.
+        #[cfg(feature = "gateway")]
+        for (field, id) in self.allow.iter().map(|id| ("gateway.allow", id)).chain(
+            self.peers
+                .iter()
+                .map(|p| ("gateway.peers.cluster", &p.cluster)),
+        ) {
+            if !gos_gateway::tls::validate_cluster_id(id) {
+                return Err(ConfigError::Invalid(format!(
+                    "{field}: `{}` can never match a certificate (an id is 1 to 63 of a-z, 0-9 and `-`, not at either end)",
+                    id.escape_debug()
+                )));
+            }
+        }
+        const DAY: Duration = Duration::from_secs(24 * 3600);
+        let t = &self.timeouts;
+        for (field, d) in [("connect", t.connect), ("io", t.io), ("idle", t.idle)] {
+            if d.is_zero() || d > DAY {
+                return Err(ConfigError::Invalid(format!(
+                    "gateway.timeouts.{field} must be more than 0 and at most 24h (it is {})",
+                    humantime::format_duration(d)
+                )));
+            }
+        }
+        let tr = &self.transport;
+        for (field, size) in [
+            ("limits.max_request_header", self.limits.max_request_header),
+            (
+                "limits.max_response_header",
+                self.limits.max_response_header,
+            ),
+            ("transport.stream_window", tr.stream_window),
+            ("transport.connection_window", tr.connection_window),
+            ("transport.send_window", tr.send_window),
+            ("transport.udp_buffer", tr.udp_buffer),
+        ] {
+            if size.0 == 0 || size.0 > u64::from(u32::MAX) {
+                return Err(ConfigError::Invalid(format!(
+                    "gateway.{field} must be more than 0 and less than 4 GiB (it is {size})"
+                )));
+            }
+        }
+        if self.limits.max_object.0 == 0 {
+            return Err(ConfigError::Invalid(
+                "gateway.limits.max_object must be more than 0".into(),
+            ));
+        }
+        if tr.max_concurrent_streams == 0 {
+            return Err(ConfigError::Invalid(
+                "gateway.transport.max_concurrent_streams must be at least 1".into(),
+            ));
+        }
+        if self.max_attempts == 0 {
+            return Err(ConfigError::Invalid(
+                "gateway.max_attempts must be at least 1".into(),
             ));
         }
         Ok(())
@@ -465,7 +769,7 @@ mod tests {
             ),
             (
                 "fed_id = \"x\"\n[store]\ncapacity = \"12XB\"\n[topology]\nkind = \"ring\"\nnodes = 3",
-                "unknown size unit `XB`",
+                "`12XB` is not a size",
             ),
             (
                 "fed_id = \"a/b\"\n[topology]\nkind = \"ring\"\nnodes = 3",
@@ -518,12 +822,298 @@ mod tests {
 
     #[test]
     fn sizes_parse_and_print() {
-        assert_eq!("100MiB".parse::<ByteSize>(), Ok(ByteSize(100 << 20)));
-        assert_eq!("64 KiB".parse::<ByteSize>(), Ok(ByteSize(64 << 10)));
-        assert_eq!("1GB".parse::<ByteSize>(), Ok(ByteSize(1_000_000_000)));
-        assert!("MiB".parse::<ByteSize>().is_err());
-        assert!("99999999999999GiB".parse::<ByteSize>().is_err());
-        assert_eq!(ByteSize(3 << 30).to_string(), "3GiB");
-        assert_eq!(ByteSize(1000).to_string(), "1000B");
+        assert_eq!(parse_size("100MiB"), Ok(ByteSize(100 << 20)));
+        assert_eq!(parse_size("64 KiB"), Ok(ByteSize(64 << 10)));
+        assert_eq!(parse_size("1GB"), Ok(ByteSize(1_000_000_000)));
+        // Decimals and case-insensitive units (issue 14: `1.5MiB` and `100mb` were refused).
+        assert_eq!(parse_size("1.5MiB"), Ok(ByteSize(3 << 19)));
+        assert_eq!(parse_size("100mb"), Ok(ByteSize(100_000_000)));
+        assert_eq!(parse_size("2gib"), Ok(ByteSize(2 << 30)));
+        assert_eq!(parse_size("4096"), Ok(ByteSize(4096)));
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("-5MiB").is_err());
+        assert!(parse_size("12XB").is_err());
+        assert!(parse_size("99999999999999GiB").is_err());
+        assert!(parse_size("1e30GiB").is_err());
+        assert_eq!(fmt_size(3 << 30), "3.0 GiB");
+        assert_eq!(fmt_size(1000), "1000 B");
+        // What is printed reads back.
+        for n in [0, 1000, 3 << 30, 256 << 20] {
+            assert_eq!(parse_size(&fmt_size(n)), Ok(ByteSize(n)));
+        }
+    }
+
+    #[test]
+    fn durations_and_the_old_millisecond_spelling() {
+        let base = "fed_id = \"x\"\n[topology]\nkind = \"ring\"\nnodes = 3\n";
+        let c =
+            ClusterConfig::from_toml(&format!("{base}[bus]\npublish_timeout = \"250ms\"")).unwrap();
+        assert_eq!(
+            c.bus.manager_config().publish_timeout,
+            Duration::from_millis(250)
+        );
+        let c =
+            ClusterConfig::from_toml(&format!("{base}[bus]\npublish_timeout_ms = 1500")).unwrap();
+        assert_eq!(
+            c.bus.manager_config().publish_timeout,
+            Duration::from_millis(1500)
+        );
+        let c = ClusterConfig::from_toml(base).unwrap();
+        assert_eq!(c.bus.publish_timeout(), Duration::from_secs(5));
+        let err = ClusterConfig::from_toml(&format!(
+            "{base}[bus]\npublish_timeout = \"1s\"\npublish_timeout_ms = 10"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("both set"), "{err}");
+        let err =
+            ClusterConfig::from_toml(&format!("{base}[bus]\npublish_timeout = \"5 parsecs\""))
+                .unwrap_err();
+        assert!(err.to_string().contains("publish_timeout"), "{err}");
+    }
+
+    #[test]
+    fn every_gateway_setting_is_read() {
+        let text = format!(
+            "{GOOD}dedup_window = 10\nmax_attempts = 5\n\
+             [gateway.timeouts]\nconnect = \"1s\"\nio = \"2500ms\"\nidle = \"1m\"\n\
+             [gateway.limits]\nmax_request_header = \"64KiB\"\nmax_response_header = \"1MiB\"\nmax_object = \"1.5GiB\"\n\
+             [gateway.transport]\nstream_window = \"1MiB\"\nconnection_window = \"4MiB\"\nsend_window = \"2MiB\"\nudp_buffer = \"1MiB\"\nmax_concurrent_streams = 8\n\
+             [metrics]\nlisten = \"localhost:9400\"\n"
+        );
+        let c = ClusterConfig::from_toml(&text).unwrap();
+        let g = c.gateway.unwrap();
+        assert_eq!(g.dedup_window, 10);
+        assert_eq!(g.max_attempts, 5);
+        assert_eq!(g.timeouts.io, Duration::from_millis(2500));
+        assert_eq!(g.timeouts.idle, Duration::from_secs(60));
+        assert_eq!(g.limits.max_object, ByteSize(3 << 29));
+        assert_eq!(g.transport.connection_window, ByteSize(4 << 20));
+        assert_eq!(g.transport.max_concurrent_streams, 8);
+        assert_eq!(c.metrics.unwrap().listen.as_str(), "localhost:9400");
+
+        for (extra, want) in [
+            (
+                "[gateway.timeouts]\nio = \"0s\"\n",
+                "gateway.timeouts.io must be",
+            ),
+            (
+                "[gateway.limits]\nmax_request_header = \"8GiB\"\n",
+                "max_request_header must be",
+            ),
+            (
+                "[gateway.transport]\nmax_concurrent_streams = 0\n",
+                "max_concurrent_streams",
+            ),
+            (
+                "[gateway.transport]\nwindow = 1\n",
+                "unknown field `window`",
+            ),
+        ] {
+            let err = ClusterConfig::from_toml(&format!("{GOOD}{extra}")).unwrap_err();
+            assert!(err.to_string().contains(want), "{extra}: {err}");
+        }
+    }
+
+    #[test]
+    fn host_names_are_accepted_in_listen_and_peers() {
+        let text = GOOD
+            .replace("listen = \"127.0.0.1:7400\"", "listen = \"localhost:7400\"")
+            .replace("addr = \"127.0.0.1:7401\"", "addr = \"localhost:7401\"");
+        let c = ClusterConfig::from_toml(&text).unwrap();
+        let g = c.gateway.unwrap();
+        assert_eq!(g.listen.resolve().unwrap().port(), 7400);
+        assert!(g.listen.resolve().unwrap().ip().is_loopback());
+        assert_eq!(g.peers[0].addr.resolve().unwrap().port(), 7401);
+        assert_eq!(
+            HostPort::new("[::1]:7400")
+                .unwrap()
+                .resolve()
+                .unwrap()
+                .port(),
+            7400
+        );
+        for bad in ["localhost", ":7400", "host:99999", "::1:7400", "a b:1"] {
+            assert!(HostPort::new(bad).is_err(), "{bad}");
+        }
+        let err = ClusterConfig::from_toml(&GOOD.replace("127.0.0.1:7400", "nowhere")).unwrap_err();
+        assert!(err.to_string().contains("is not HOST:PORT"), "{err}");
+    }
+
+    #[test]
+    fn shm_settings_are_read_and_refused_for_memory() {
+        let text = GOOD.replace(
+            "max_value_size = \"256MiB\"",
+            "max_value_size = \"256MiB\"\narena = \"3GiB\"\nmax_processes = 8\nmax_objects = 100",
+        );
+        let c = ClusterConfig::from_toml(&text).unwrap();
+        assert_eq!(c.store.arena, Some(ByteSize(3 << 30)));
+        assert_eq!(c.store.max_processes, Some(8));
+        assert_eq!(c.store.max_objects, Some(100));
+        let err =
+            ClusterConfig::from_toml(&text.replace("backend = \"shm\"", "backend = \"memory\""))
+                .unwrap_err();
+        assert!(err.to_string().contains("shm backend only"), "{err}");
+        let err = ClusterConfig::from_toml(&text.replace("3GiB", "512MiB")).unwrap_err();
+        assert!(
+            err.to_string().contains("smaller than store.capacity"),
+            "{err}"
+        );
+    }
+
+    /// The fields a section accepts, read from serde's unknown-field error (so that a field
+    /// added to any struct, optional or not, is found without listing it here).
+    fn fields_of(section: &str) -> Vec<String> {
+        let text = match section {
+            "" => "zz_no_such_field = 1\n".to_owned(),
+            "gateway.peers" => "[[gateway.peers]]\nzz_no_such_field = 1\n".to_owned(),
+            s => format!("[{s}]\nzz_no_such_field = 1\n"),
+        };
+        let err = ClusterConfig::from_toml(&text).unwrap_err().to_string();
+        let (_, expected) = err
+            .split_once("expected one of ")
+            .or_else(|| err.split_once("expected "))
+            .unwrap_or_else(|| panic!("section `{section}`: {err}"));
+        let fields: Vec<String> = expected
+            .split(", ")
+            .flat_map(|f| f.split(" or "))
+            .map(|f| f.trim().trim_matches('`').to_owned())
+            .filter(|f| !f.is_empty())
+            .collect();
+        assert!(!fields.is_empty(), "section `{section}`: {err}");
+        fields
+    }
+
+    #[test]
+    fn every_field_is_documented() {
+        const SECTIONS: &[&str] = &[
+            "",
+            "store",
+            "topology",
+            "bus",
+            "gateway",
+            "gateway.timeouts",
+            "gateway.limits",
+            "gateway.transport",
+            "gateway.peers",
+            "metrics",
+        ];
+        let docs =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/config.md"))
+                .unwrap();
+        let mut known = Vec::new();
+        for section in SECTIONS {
+            for field in fields_of(section) {
+                let path = if section.is_empty() {
+                    field.clone()
+                } else {
+                    format!("{section}.{field}")
+                };
+                // A field that is a table of its own must be in SECTIONS (walked above).
+                let table_like = [
+                    "store",
+                    "topology",
+                    "bus",
+                    "gateway",
+                    "metrics",
+                    "timeouts",
+                    "limits",
+                    "transport",
+                ];
+                if table_like.contains(&field.as_str()) {
+                    assert!(
+                        SECTIONS.contains(&path.as_str()),
+                        "section `{path}` not walked"
+                    );
+                    assert!(
+                        docs.contains(&format!("`[{path}]`")),
+                        "no heading for `[{path}]`"
+                    );
+                    continue;
+                }
+                assert!(
+                    docs.contains(&format!("| `{path}` |")),
+                    "docs/config.md does not document `{path}`"
+                );
+                known.push(path);
+            }
+        }
+        // And the page names no field that does not exist.
+        for line in docs.lines() {
+            if let Some(rest) = line.strip_prefix("| `")
+                && let Some((name, _)) = rest.split_once("` |")
+                && !name.starts_with("gos_")
+            {
+                assert!(
+                    known.iter().any(|k| k == name),
+                    "docs/config.md names `{name}`, which is no field"
+                );
+            }
+        }
+    }
+
+    #[cfg(feature = "gateway")]
+    #[test]
+    fn allow_list_ids_that_can_never_match_are_refused() {
+        for (from, to) in [
+            ("allow = [\"b\"]", "allow = [\"Cluster_B\"]"),
+            ("allow = [\"b\"]", "allow = [\"b.gos\"]"),
+            ("cluster = \"b\"", "cluster = \"-b\""),
+        ] {
+            let err = ClusterConfig::from_toml(&GOOD.replace(from, to)).unwrap_err();
+            assert!(err.to_string().contains("can never match"), "{to}: {err}");
+        }
+    }
+
+    /// The gateway's own defaults and the ones this file documents stay the same.
+    #[cfg(feature = "gateway")]
+    #[test]
+    fn defaults_match_the_gateway_crate() {
+        let t = gos_gateway::Timeouts::default();
+        let d = TimeoutsConfig::default();
+        assert_eq!((d.connect, d.io, d.idle), (t.connect, t.io, t.idle));
+        let l = gos_gateway::WireLimits::default();
+        let d = WireLimitsConfig::default();
+        assert_eq!(
+            (
+                d.max_request_header.0,
+                d.max_response_header.0,
+                d.max_object.0
+            ),
+            (
+                u64::from(l.max_request_header),
+                u64::from(l.max_response_header),
+                l.max_object
+            )
+        );
+        let q = gos_gateway::TransportTuning::default();
+        let d = TransportConfig::default();
+        assert_eq!(
+            (
+                d.stream_window.0,
+                d.connection_window.0,
+                d.send_window.0,
+                d.udp_buffer.0
+            ),
+            (
+                u64::from(q.stream_window),
+                u64::from(q.connection_window),
+                u64::from(q.send_window),
+                u64::from(q.udp_buffer)
+            )
+        );
+        assert_eq!(d.max_concurrent_streams, q.max_concurrent_streams);
+        let w = gos_gateway::GatewayConfig::new(
+            "127.0.0.1:1".parse().unwrap(),
+            gos_gateway::TlsSettings {
+                identity: gos_gateway::certs::FederationCa::generate("ca")
+                    .unwrap()
+                    .issue("x")
+                    .unwrap(),
+                ca: Vec::new(),
+                allowed: gos_gateway::AllowList::new(["y"]),
+            },
+        );
+        assert_eq!(w.dedup_window, default_dedup_window());
+        assert_eq!(w.max_attempts, default_max_attempts());
     }
 }

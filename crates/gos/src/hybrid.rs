@@ -6,7 +6,8 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use gos_gateway::{
-    AllowList, GatewayConfig as WireGatewayConfig, HybridTopologyManager, TlsSettings,
+    AllowList, GatewayConfig as WireGatewayConfig, HybridTopologyManager, Timeouts, TlsSettings,
+    TransportTuning, WireLimits,
 };
 use gos_topology::{Message, NodeId, Targets};
 
@@ -65,6 +66,29 @@ impl GatewayConfig {
             AllowList::new(allowed),
         )
         .map_err(gos_gateway::GatewayError::from)?;
-        Ok(WireGatewayConfig::new(self.listen, tls))
+        let mut wire = WireGatewayConfig::new(self.listen.resolve()?, tls);
+        wire.timeouts = Timeouts {
+            connect: self.timeouts.connect,
+            io: self.timeouts.io,
+            idle: self.timeouts.idle,
+        };
+        // Validation bounded the header sizes and windows to u32.
+        let u32_of = |size: crate::config::ByteSize| u32::try_from(size.0).unwrap_or(u32::MAX);
+        wire.limits = WireLimits {
+            max_request_header: u32_of(self.limits.max_request_header),
+            max_response_header: u32_of(self.limits.max_response_header),
+            max_object: self.limits.max_object.0,
+        };
+        let t = &self.transport;
+        wire.transport = TransportTuning {
+            stream_window: u32_of(t.stream_window),
+            connection_window: u32_of(t.connection_window),
+            send_window: u32_of(t.send_window),
+            udp_buffer: u32_of(t.udp_buffer),
+            max_concurrent_streams: t.max_concurrent_streams,
+        };
+        wire.dedup_window = self.dedup_window;
+        wire.max_attempts = self.max_attempts;
+        Ok(wire)
     }
 }

@@ -57,6 +57,8 @@ mod measure;
 mod node;
 
 pub use bus::{Bus, Inbox};
+#[cfg(feature = "shm")]
+pub use cluster::shm_config;
 pub use cluster::{Cluster, Federation, OpenedStore, open_store};
 pub use config::{ClusterConfig, ConfigError};
 pub use error::GosError;

@@ -50,10 +50,26 @@ impl Output {
     /// Asserts exit code 1 and exactly one stderr line starting `error:`, no panic; returns
     /// that line.
     pub fn one_line_error(&self) -> String {
+        self.one_line_error_code(1)
+    }
+
+    /// Asserts exit code 3 (not found) and one stderr line starting `error:`.
+    pub fn not_found_error(&self) -> String {
+        self.one_line_error_code(3)
+    }
+
+    /// Asserts exit code 2 (usage) and one stderr line starting `error:`.
+    pub fn usage_error(&self) -> String {
+        self.one_line_error_code(2)
+    }
+
+    /// Asserts exit code `code` and exactly one stderr line starting `error:`, no panic;
+    /// returns that line.
+    pub fn one_line_error_code(&self, code: i32) -> String {
         assert_eq!(
             self.status.code(),
-            Some(1),
-            "expected exit code 1\nstdout: {}\nstderr: {}",
+            Some(code),
+            "expected exit code {code}\nstdout: {}\nstderr: {}",
             self.stdout(),
             self.stderr
         );
