@@ -183,7 +183,10 @@ fn unsafe_code_lives_in_the_shm_crate_alone() {
             // The buffer protocol is a C interface of raw pointers: the Python bindings deny
             // unsafe code everywhere but in their one buffer module.
             let lib = fs::read_to_string(dir.join("src/lib.rs")).expect("gos-py/src/lib.rs");
-            assert!(lib.contains("#![deny(unsafe_code)]"), "gos-py must deny unsafe code");
+            assert!(
+                lib.contains("#![deny(unsafe_code)]"),
+                "gos-py must deny unsafe code"
+            );
             let mut files = Vec::new();
             rust_files(&dir.join("src"), &mut files);
             for f in files {

@@ -30,7 +30,14 @@ impl Venv {
         let requirements = root.join("crates/gos-py/requirements-test.txt");
         run(
             venv.cmd(&venv.python)
-                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "-r",
+                ])
                 .arg(&requirements),
             "pip install the test requirements",
         )?;

@@ -176,26 +176,14 @@ class Redis:
             self.proc = None
 
 
-def ray_round(size, reps):
-    """The seed itself: a Ray actor holding a dict, a remote task as the peer."""
+def ray_rounds(sizes):
+    """The seed itself: a Ray actor holding a dict, a remote task as the peer; one Ray
+    instance for every size."""
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
 
-    @ray.remote
-    class GlobalObjectStore:
-        def __init__(self):
-            self.d = {}
-
-        def put(self, key, value):
-            self.d[key] = value
-            return True
-
-        def get(self, key):
-            return self.d.get(key)
-
-        def delete(self, key):
-            return self.d.pop(key, None) is not None
+    GlobalObjectStore = ray.remote(DictActor)  # the seed's actor: a dict, bytes only
 
     @ray.remote
     def peer(store, key):
@@ -205,16 +193,20 @@ def ray_round(size, reps):
         return w.nbytes
 
     store = GlobalObjectStore.remote()
-    payload = np.random.default_rng(0).integers(0, 255, size, dtype=np.uint8)
+    rows = []
+    try:
+        for size, reps in sizes:
+            payload = np.random.default_rng(0).integers(0, 255, size, dtype=np.uint8)
 
-    def one():
-        ray.get(store.put.remote("fed/n/round_1", pickle.dumps({"w": payload})))
-        assert ray.get(peer.remote(store, "fed/n/round_1")) == size
+            def one():
+                ray.get(store.put.remote("fed/n/round_1", pickle.dumps({"w": payload})))
+                assert ray.get(peer.remote(store, "fed/n/round_1")) == size
 
-    one()
-    t = timed(reps, one)
-    ray.shutdown()
-    return t
+            one()
+            rows.append((size, "ray actor + pickle (the seed, Ray " + ray.__version__ + ")", timed(max(3, reps // 4), one)))
+    finally:
+        ray.shutdown()
+    return rows
 
 
 def main():
@@ -304,8 +296,8 @@ def main():
             for label, fn in cases:
                 fn()  # warm up
                 rows.append((size, label, timed(reps, fn)))
-            if has_ray and not args.quick:
-                rows.append((size, "ray actor + pickle (the seed)", ray_round(size, max(3, reps // 4))))
+        if has_ray and not args.quick:
+            rows.extend(ray_rounds(sizes))
     finally:
         here.send(None)
         child.join(30)
@@ -322,7 +314,7 @@ def main():
     print()
     print("| size | path | round | vs gos shm |")
     print("|---|---|---:|---:|")
-    for size, label, t in rows:
+    for size, label, t in sorted(rows, key=lambda r: r[0]):
         base = next(t2 for s2, l2, t2 in rows if s2 == size and l2.startswith("gos shm"))
         size_s = f"{size // MIB} MiB" if size >= MIB else f"{size // KIB} KiB"
         shown = f"{t * 1e3:.2f} ms" if t >= 1e-3 else f"{t * 1e6:.0f} us"

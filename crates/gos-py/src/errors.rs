@@ -7,22 +7,97 @@ use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
-create_exception!(gos, GosError, PyException, "Base of every error a store raises.");
-create_exception!(gos, InvalidKeyError, GosError, "The key is not a valid object key.");
-create_exception!(gos, LimitError, GosError, "A limit of the store refused the operation.");
-create_exception!(gos, TooLargeError, LimitError, "The value is larger than the store's maximum value size.");
-create_exception!(gos, StoreFullError, LimitError, "The store has no room (bytes or entries) for the value.");
-create_exception!(gos, AlreadyExistsError, GosError, "A put with `create=True` met an existing key.");
-create_exception!(gos, NotFoundError, GosError, "The store (or another named thing) does not exist.");
-create_exception!(gos, StoreExistsError, GosError, "A store of that name already exists.");
-create_exception!(gos, BusyError, GosError, "Retryable: contended, or a reservation still has views exported.");
-create_exception!(gos, PermissionDeniedError, GosError, "The store or its peer refused the operation.");
-create_exception!(gos, InvalidArgumentError, GosError, "An argument the store cannot accept (a count, a lease, a layout).");
+create_exception!(
+    gos,
+    GosError,
+    PyException,
+    "Base of every error a store raises."
+);
+create_exception!(
+    gos,
+    InvalidKeyError,
+    GosError,
+    "The key is not a valid object key."
+);
+create_exception!(
+    gos,
+    LimitError,
+    GosError,
+    "A limit of the store refused the operation."
+);
+create_exception!(
+    gos,
+    TooLargeError,
+    LimitError,
+    "The value is larger than the store's maximum value size."
+);
+create_exception!(
+    gos,
+    StoreFullError,
+    LimitError,
+    "The store has no room (bytes or entries) for the value."
+);
+create_exception!(
+    gos,
+    AlreadyExistsError,
+    GosError,
+    "A put with `create=True` met an existing key."
+);
+create_exception!(
+    gos,
+    NotFoundError,
+    GosError,
+    "The store (or another named thing) does not exist."
+);
+create_exception!(
+    gos,
+    StoreExistsError,
+    GosError,
+    "A store of that name already exists."
+);
+create_exception!(
+    gos,
+    BusyError,
+    GosError,
+    "Retryable: contended, or a reservation still has views exported."
+);
+create_exception!(
+    gos,
+    PermissionDeniedError,
+    GosError,
+    "The store or its peer refused the operation."
+);
+create_exception!(
+    gos,
+    InvalidArgumentError,
+    GosError,
+    "An argument the store cannot accept (a count, a lease, a layout)."
+);
 create_exception!(gos, StoreTimeoutError, GosError, "A bounded wait ran out.");
-create_exception!(gos, CorruptedError, GosError, "The store's data failed a check.");
-create_exception!(gos, UnavailableError, GosError, "The store cannot be reached or was closed.");
-create_exception!(gos, BackendError, GosError, "Any other backend failure (I/O, the network, TLS).");
-create_exception!(gos, ForkedHandleError, GosError, "A handle opened in a parent process was used in a forked child.");
+create_exception!(
+    gos,
+    CorruptedError,
+    GosError,
+    "The store's data failed a check."
+);
+create_exception!(
+    gos,
+    UnavailableError,
+    GosError,
+    "The store cannot be reached or was closed."
+);
+create_exception!(
+    gos,
+    BackendError,
+    GosError,
+    "Any other backend failure (I/O, the network, TLS)."
+);
+create_exception!(
+    gos,
+    ForkedHandleError,
+    GosError,
+    "A handle opened in a parent process was used in a forked child."
+);
 
 /// Adds the exception classes to the module.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -36,8 +111,14 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("NotFoundError", py.get_type::<NotFoundError>())?;
     m.add("StoreExistsError", py.get_type::<StoreExistsError>())?;
     m.add("BusyError", py.get_type::<BusyError>())?;
-    m.add("PermissionDeniedError", py.get_type::<PermissionDeniedError>())?;
-    m.add("InvalidArgumentError", py.get_type::<InvalidArgumentError>())?;
+    m.add(
+        "PermissionDeniedError",
+        py.get_type::<PermissionDeniedError>(),
+    )?;
+    m.add(
+        "InvalidArgumentError",
+        py.get_type::<InvalidArgumentError>(),
+    )?;
     m.add("StoreTimeoutError", py.get_type::<StoreTimeoutError>())?;
     m.add("CorruptedError", py.get_type::<CorruptedError>())?;
     m.add("UnavailableError", py.get_type::<UnavailableError>())?;

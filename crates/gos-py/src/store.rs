@@ -120,7 +120,10 @@ impl Released {
     }
 
     fn __repr__(&self) -> String {
-        format!("Released(kind={:?}, remaining={})", self.kind, self.remaining)
+        format!(
+            "Released(kind={:?}, remaining={})",
+            self.kind, self.remaining
+        )
     }
 }
 
@@ -301,9 +304,7 @@ impl Store {
                 let p = parse_prefix(p)?;
                 self.call(py, |s, e| e.run(s.keys_with_prefix(&p)))?
             }
-            None => self.call(py, |s, e| {
-                e.run(s.keys_with_prefix(&KeyPrefix::root()))
-            })?,
+            None => self.call(py, |s, e| e.run(s.keys_with_prefix(&KeyPrefix::root())))?,
         };
         Ok(keys.into_iter().map(|k| k.as_str().to_owned()).collect())
     }
@@ -370,7 +371,7 @@ impl Store {
     }
 
     fn __repr__(&self) -> String {
-        format!("<gos.{} store: {:?}>", self.kind, self.inner)
+        format!("<gos.Store kind={} pid={}>", self.kind, self.pid)
     }
 }
 
@@ -441,9 +442,7 @@ impl ShmStore {
         if let Some(n) = max_processes {
             config = config.max_processes(n);
         }
-        let store = py
-            .detach(|| RustShmStore::create(name, config))
-            .py_err()?;
+        let store = py.detach(|| RustShmStore::create(name, config)).py_err()?;
         ShmStore::wrap(py, name, store)
     }
 
@@ -525,12 +524,8 @@ impl RemoteStore {
         let store = py
             .detach(|| rt.block_on(GatewayStore::connect(config)))
             .map_err(gateway_to_py)?;
-        let init = PyClassInitializer::from(Store::new(
-            Arc::new(store),
-            Exec::Tokio(rt),
-            "remote",
-        ))
-        .add_subclass(RemoteStore);
+        let init = PyClassInitializer::from(Store::new(Arc::new(store), Exec::Tokio(rt), "remote"))
+            .add_subclass(RemoteStore);
         Py::new(py, init)
     }
 }
