@@ -113,11 +113,25 @@ unsafe fn fill_view(
 #[pyclass(module = "gos._gos", frozen)]
 pub(crate) struct Value {
     bytes: Bytes,
+    pid: u32,
 }
 
 impl Value {
     pub(crate) fn new(bytes: Bytes) -> Value {
-        Value { bytes }
+        Value {
+            bytes,
+            pid: std::process::id(),
+        }
+    }
+}
+
+/// In a forked child, an inherited value is the parent's: dropping it there must not unpin it
+/// in the shared store (the parent would lose its pin). The child leaks its copy instead.
+impl Drop for Value {
+    fn drop(&mut self) {
+        if std::process::id() != self.pid {
+            std::mem::forget(self.bytes.clone());
+        }
     }
 }
 
@@ -273,6 +287,20 @@ impl Reservation {
         guard.take().ok_or_else(|| {
             UnavailableError::new_err("the reservation was already committed or aborted")
         })
+    }
+}
+
+/// In a forked child, an inherited reservation is the parent's: dropping it there must not
+/// free it in the shared store. The child leaks its copy instead.
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if std::process::id() != self.pid {
+            let cell = match self.cell.get_mut() {
+                Ok(cell) => cell.take(),
+                Err(poisoned) => poisoned.into_inner().take(),
+            };
+            std::mem::forget(cell);
+        }
     }
 }
 

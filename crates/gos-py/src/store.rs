@@ -191,6 +191,18 @@ impl Store {
     }
 }
 
+/// In a forked child, an inherited handle is the parent's: dropping the last reference there
+/// would give the parent's slot back in the shared store (and join a tokio runtime whose
+/// threads the child does not have). The child leaks its copy instead.
+impl Drop for Store {
+    fn drop(&mut self) {
+        if std::process::id() != self.pid {
+            std::mem::forget(self.inner.clone());
+            std::mem::forget(self.exec.clone());
+        }
+    }
+}
+
 #[pymethods]
 impl Store {
     /// Stores a copy of `value` (any C-contiguous buffer: bytes, bytearray, memoryview, a

@@ -284,3 +284,33 @@ def test_a_forked_child_gets_a_clear_error(store):
     os.waitpid(pid, 0)
     assert got == b"\x00"
     assert bytes(store.get("k")) == b"parent"
+
+
+def test_a_forked_child_dropping_inherited_objects_leaves_the_parent_alone(shm_name):
+    # The child inherits the parent's handle, values and reservations; dropping them there
+    # must not unpin, free or give back anything that is the parent's.
+    store = gos.ShmStore.create(shm_name, 1 << 20, arena_bytes=1 << 20)
+    store.put("a", np.full(1 << 18, 1, dtype=np.uint8))
+    held = store.get("a")
+    res = store.reserve("r", 1 << 16)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            del held, res, store
+            import gc
+
+            gc.collect()
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    # Were the child's drops real, the pin on `a` would be gone: its bytes would be freed at
+    # the delete and reused by the next put, under our view.
+    assert store.delete("a")
+    for i in range(3):
+        store.put(f"b{i}", np.full(1 << 18, 2, dtype=np.uint8))
+        store.delete(f"b{i}")
+    assert (np.frombuffer(held, dtype=np.uint8) == 1).all()
+    memoryview(res)[:4] = b"abcd"
+    res.commit()
+    assert bytes(store.get("r"))[:4] == b"abcd"
+    assert store.stats()["reserved"] == 0
