@@ -212,6 +212,7 @@ def ray_rounds(sizes):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, few repetitions")
+    ap.add_argument("--no-ray", action="store_true", help="do not start Ray even if importable")
     args = ap.parse_args()
     sizes = [(64 * KIB, 20), (1 * MIB, 5)] if args.quick else [(64 * KIB, 200), (1 * MIB, 50), (100 * MIB, 7)]
     biggest = max(s for s, _ in sizes)
@@ -231,10 +232,12 @@ def main():
     assert here.recv() == "ok"
 
     has_ray = False
+    ray_note = "not importable (not measured)"
     try:
         import ray  # noqa: F401
 
         has_ray = True
+        ray_note = "not measured (--quick or --no-ray)"
     except ImportError:
         pass
 
@@ -296,8 +299,12 @@ def main():
             for label, fn in cases:
                 fn()  # warm up
                 rows.append((size, label, timed(reps, fn)))
-        if has_ray and not args.quick:
-            rows.extend(ray_rounds(sizes))
+        if has_ray and not args.quick and not args.no_ray:
+            try:
+                rows.extend(ray_rounds(sizes))
+                ray_note = "measured"
+            except Exception as e:  # Ray's own startup can fail on a loaded machine
+                ray_note = f"importable, but failed: {str(e).splitlines()[0]}"
     finally:
         here.send(None)
         child.join(30)
@@ -309,7 +316,7 @@ def main():
 
     print(f"\nPython {sys.version.split()[0]}, numpy {np.__version__}, gos {gos.__version__}; "
           f"median wall time of a round; 'vs gos shm' = that row's time / the gos shm row's")
-    print("ray: " + ("measured" if has_ray else "not importable (not measured)"))
+    print("ray: " + ray_note)
     print("redis: " + ("measured" if rds.why is None else f"not measured ({rds.why})"))
     print()
     print("| size | path | round | vs gos shm |")
