@@ -31,6 +31,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "gos-gateway",
             ][..],
         ),
+        ("gos-py", &["gos"][..]),
         (
             "gos-cli",
             &[
@@ -176,6 +177,28 @@ fn unsafe_code_lives_in_the_shm_crate_alone() {
             .to_string_lossy()
             .to_string();
         if name == "gos-store-shm" {
+            continue;
+        }
+        if name == "gos-py" {
+            // The buffer protocol is a C interface of raw pointers: the Python bindings deny
+            // unsafe code everywhere but in their one buffer module.
+            let lib = fs::read_to_string(dir.join("src/lib.rs")).expect("gos-py/src/lib.rs");
+            assert!(
+                lib.contains("#![deny(unsafe_code)]"),
+                "gos-py must deny unsafe code"
+            );
+            let mut files = Vec::new();
+            rust_files(&dir.join("src"), &mut files);
+            for f in files {
+                let text = fs::read_to_string(&f).expect("readable source");
+                let allowed = f.ends_with("src/buffer.rs");
+                assert_eq!(
+                    text.contains("allow(unsafe_code)"),
+                    allowed,
+                    "unsafe code in gos-py lives in src/buffer.rs alone ({})",
+                    f.display()
+                );
+            }
             continue;
         }
         for root_file in ["src/lib.rs", "src/main.rs"] {

@@ -1,6 +1,8 @@
 //! Project automation: `cargo xtask ci` runs the gates every change passes; `cargo xtask soak`
 //! and `cargo xtask fuzz` run the long checks that do not belong in CI.
 
+mod pytest;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -20,7 +22,8 @@ struct Cli {
 enum Task {
     /// fmt --check, clippy -D warnings, the tests (as the README runs them), doc with -D warnings.
     Ci,
-    /// The tests alone, as the README runs them.
+    /// The tests alone, as the README runs them: the Rust tests, then the Python package's
+    /// (pytest, in the virtual environment `target/py-venv` it creates).
     Test,
     /// Long randomized runs: the conformance suite with many proptest cases, the shm stress.
     Soak {
@@ -126,9 +129,13 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// The README's test command.
+/// The README's test command: the Rust tests, then the Python package's.
 fn test() -> Result<()> {
-    cargo(&["test", "--workspace"], &[])
+    let root = root()?;
+    let venv = pytest::Venv::ensure(&root)?;
+    let python = venv.python().to_string_lossy().into_owned();
+    cargo(&["test", "--workspace"], &[("PYO3_PYTHON", &python)])?;
+    venv.test(&root)
 }
 
 fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
