@@ -57,8 +57,7 @@ use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::Arc;
-
-
+use std::time::{Duration, Instant};
 
 pub use gos_store;
 pub use gos_store::*;
@@ -109,7 +108,8 @@ pub trait StoreFactory: Send + Sync + 'static {
 /// Every knob can also be set from the environment, so that a soak or a replay needs no code
 /// change: `GOS_CONFORMANCE_CASES`, `GOS_CONFORMANCE_SEED`, `GOS_CONFORMANCE_ONLY` (a
 /// comma-separated list of test names) and `GOS_CONFORMANCE_HUGE=1`. They are read by
-/// [`SuiteConfig::default`]; a setter called afterwards wins.
+/// [`SuiteConfig::default`]; a setter called afterwards wins. `GOS_CONFORMANCE_TIMES=1` makes
+/// [`run`] print how long each test took.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct SuiteConfig {
@@ -136,9 +136,10 @@ pub struct SuiteConfig {
     /// Run only the tests with these names (`state_machine` or a scenario's name); empty runs
     /// everything (default, or `GOS_CONFORMANCE_ONLY=a,b`).
     pub only: Vec<String>,
-    /// Turn every skipped check into a failure (default off). A backend that supports the
-    /// whole contract sets it so that a factory that stopped injecting its clock is noticed.
-    pub require_all: bool,
+    /// Fail, instead of skipping, the checks that need an injected clock when the factory
+    /// cannot inject one (default off). A backend whose factory injects its clock sets it, so
+    /// that a factory that stops doing so is noticed.
+    pub require_clock: bool,
     /// Leave out reader counts and leases (default off): only for a backend that refuses
     /// them for now; every check left out is reported as skipped.
     pub skip_lifecycle: bool,
@@ -163,7 +164,7 @@ impl Default for SuiteConfig {
             only: env("GOS_CONFORMANCE_ONLY")
                 .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect())
                 .unwrap_or_default(),
-            require_all: false,
+            require_clock: false,
             skip_lifecycle: false,
         }
     }
@@ -224,9 +225,9 @@ impl SuiteConfig {
         self
     }
 
-    /// Turns skipped checks into failures.
-    pub fn require_all(mut self, on: bool) -> Self {
-        self.require_all = on;
+    /// Fails the lease checks instead of skipping them when the factory injects no clock.
+    pub fn require_clock(mut self, on: bool) -> Self {
+        self.require_clock = on;
         self
     }
 
@@ -276,6 +277,8 @@ pub struct Report {
     pub failures: Vec<Failure>,
     /// The checks that did not run.
     pub skipped: Vec<Skipped>,
+    /// How long each test took, in the order they ran.
+    pub durations: Vec<(&'static str, Duration)>,
 }
 
 /// The outcome of one test.
@@ -319,10 +322,13 @@ pub fn check_report<F: StoreFactory>(factory: F, config: &SuiteConfig) -> Report
     };
     let factory = Arc::new(factory);
     if config.selects("state_machine") {
+        let start = Instant::now();
         let outcome = machine::run_state_machine(&runtime, &factory, config);
+        report.durations.push(("state_machine", start.elapsed()));
         record(&mut report, "state_machine", outcome, config);
     }
-    for (test, outcome) in runtime.block_on(scenarios::run_all(&factory, config)) {
+    for (test, outcome, took) in runtime.block_on(scenarios::run_all(&factory, config)) {
+        report.durations.push((test, took));
         record(&mut report, test, outcome, config);
     }
     report
@@ -338,15 +344,20 @@ fn record(report: &mut Report, test: &'static str, outcome: TestResult, config: 
             return;
         }
     };
-    if skipped.is_empty() {
+    let (required, skipped): (Vec<Skipped>, Vec<Skipped>) = skipped
+        .into_iter()
+        .partition(|s| config.require_clock && s.reason == NO_CLOCK);
+    let failed = !required.is_empty();
+    for s in required {
+        report.failures.push(Failure {
+            test: s.test,
+            message: format!("skipped, and the config requires a clock: {}", s.reason),
+        });
+    }
+    if failed {
+        report.skipped.extend(skipped);
+    } else if skipped.is_empty() {
         report.passed.push(test);
-    } else if config.require_all {
-        for s in skipped {
-            report.failures.push(Failure {
-                test: s.test,
-                message: format!("skipped, and the config requires every check: {}", s.reason),
-            });
-        }
     } else {
         report.skipped.extend(skipped);
     }
@@ -356,6 +367,11 @@ fn record(report: &mut Report, test: &'static str, outcome: TestResult, config: 
 #[track_caller]
 pub fn run<F: StoreFactory>(factory: F, config: SuiteConfig) {
     let report = check_report(factory, &config);
+    if std::env::var_os("GOS_CONFORMANCE_TIMES").is_some() {
+        for (test, took) in &report.durations {
+            eprintln!("gos-conformance: {test} took {took:.2?}");
+        }
+    }
     for s in &report.skipped {
         eprintln!("gos-conformance: SKIPPED {}: {}", s.test, s.reason);
     }

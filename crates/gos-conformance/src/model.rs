@@ -282,7 +282,8 @@ impl Model {
             ObjectMeta::new(
                 o.value.len() as u64,
                 o.readers,
-                o.expires_at.map(|d| SystemTime::UNIX_EPOCH + CLOCK_START + d),
+                o.expires_at
+                    .map(|d| SystemTime::UNIX_EPOCH + CLOCK_START + d),
             )
         })
     }

@@ -89,7 +89,12 @@ impl Broken {
         true
     }
 
-    async fn put_in_place(&self, key: &ObjectKey, value: Bytes, options: &PutOptions) -> Result<()> {
+    async fn put_in_place(
+        &self,
+        key: &ObjectKey,
+        value: Bytes,
+        options: &PutOptions,
+    ) -> Result<()> {
         if options.mode == PutMode::Overwrite
             && self.inner.head(key).await?.is_some()
             && self.in_place(key, &value)
@@ -114,14 +119,20 @@ impl ObjectStore for Broken {
                 return Ok(());
             }
             Fault::NeverExpires => {
-                return self.inner.put_opts(key, value, &options.with_lease(None)).await;
+                return self
+                    .inner
+                    .put_opts(key, value, &options.with_lease(None))
+                    .await;
             }
             Fault::InPlaceOverwrite => return self.put_in_place(key, value, options).await,
             Fault::CreateGetThenPut if options.mode == PutMode::Create => {
                 if self.inner.get(key).await?.is_some() {
                     return Err(Error::AlreadyExists { key: key.clone() });
                 }
-                return self.inner.put_opts(key, value, &options.mode(PutMode::Overwrite)).await;
+                return self
+                    .inner
+                    .put_opts(key, value, &options.mode(PutMode::Overwrite))
+                    .await;
             }
             Fault::Truncates24Bits => {
                 let len = value.len() & 0xFF_FFFF;
@@ -131,7 +142,10 @@ impl ObjectStore for Broken {
         }
         let len = value.len() as u64;
         match self.inner.put_opts(key, value, options).await {
-            Err(Error::StoreFull { requested, available }) if old.is_some() => {
+            Err(Error::StoreFull {
+                requested,
+                available,
+            }) if old.is_some() => {
                 let old = old.unwrap_or(0);
                 Err(match self.fault {
                     Fault::RequestsGrowth => Error::StoreFull {
@@ -142,7 +156,10 @@ impl ObjectStore for Broken {
                         requested: len,
                         available: available.saturating_sub(old),
                     },
-                    _ => Error::StoreFull { requested, available },
+                    _ => Error::StoreFull {
+                        requested,
+                        available,
+                    },
                 })
             }
             other => other,
@@ -308,8 +325,16 @@ fn a_store_that_ignores_limits_is_caught_with_a_reduced_replayable_sequence() {
         .iter()
         .find(|f| f.test == "state_machine")
         .expect("caught");
-    assert!(sm.message.contains("reduced failing sequence"), "{}", sm.message);
-    assert!(sm.message.contains("GOS_CONFORMANCE_SEED="), "{}", sm.message);
+    assert!(
+        sm.message.contains("reduced failing sequence"),
+        "{}",
+        sm.message
+    );
+    assert!(
+        sm.message.contains("GOS_CONFORMANCE_SEED="),
+        "{}",
+        sm.message
+    );
 }
 
 #[test]
@@ -317,7 +342,11 @@ fn a_store_that_deletes_before_the_last_release_is_caught() {
     assert_caught(
         Fault::DeletesEarly,
         config(),
-        &["state_machine", "release_counts_down_then_deletes", "concurrent_releases_delete_exactly_once"],
+        &[
+            "state_machine",
+            "release_counts_down_then_deletes",
+            "concurrent_releases_delete_exactly_once",
+        ],
     );
 }
 
@@ -326,7 +355,10 @@ fn a_store_that_never_expires_is_caught() {
     assert_caught(
         Fault::NeverExpires,
         config(),
-        &["state_machine", "expired_object_disappears_and_space_returns"],
+        &[
+            "state_machine",
+            "expired_object_disappears_and_space_returns",
+        ],
     );
 }
 
@@ -335,7 +367,11 @@ fn a_store_that_over_admits_reservations_is_caught() {
     assert_caught(
         Fault::OverAdmits,
         config(),
-        &["state_machine", "reservations_show_in_stats", "reservations_never_over_admit"],
+        &[
+            "state_machine",
+            "reservations_show_in_stats",
+            "reservations_never_over_admit",
+        ],
     );
 }
 
@@ -344,7 +380,11 @@ fn a_store_that_counts_reservations_in_stats_bytes_is_caught() {
     assert_caught(
         Fault::ReservedInStatsBytes,
         config(),
-        &["state_machine", "reservations_show_in_stats", "limit_error_fields_on_overwrite"],
+        &[
+            "state_machine",
+            "reservations_show_in_stats",
+            "limit_error_fields_on_overwrite",
+        ],
     );
 }
 
@@ -359,7 +399,11 @@ fn a_store_that_overwrites_equal_sizes_in_place_is_caught() {
 
 #[test]
 fn a_store_whose_create_is_get_then_put_is_caught() {
-    assert_caught(Fault::CreateGetThenPut, config(), &["create_race_has_one_winner"]);
+    assert_caught(
+        Fault::CreateGetThenPut,
+        config(),
+        &["create_race_has_one_winner"],
+    );
 }
 
 #[test]

@@ -25,7 +25,7 @@ impl StoreFactory for Memory {
 
 #[test]
 fn memory_store_conforms() {
-    gos_conformance::run(Memory, SuiteConfig::default().require_all(true));
+    gos_conformance::run(Memory, SuiteConfig::default().require_clock(true));
 }
 
 #[test]
@@ -35,6 +35,6 @@ fn memory_store_conforms_through_several_handles() {
         SuiteConfig::default()
             .handles(3)
             .big_value_size(1 << 20)
-            .require_all(true),
+            .require_clock(true),
     );
 }

@@ -19,8 +19,12 @@ async fn a_put_takes_the_room_and_entries_of_expired_objects() -> gos_store::Res
     let store = MemoryStore::new(Limits::with_capacity(100).max_entries(2))
         .with_clock(Arc::new(clock.clone()));
     let lease = PutOptions::new().lease(Duration::from_secs(1));
-    store.put_opts(&key("a"), Bytes::from(vec![1; 60]), &lease).await?;
-    store.put_opts(&key("b"), Bytes::from(vec![2; 40]), &lease).await?;
+    store
+        .put_opts(&key("a"), Bytes::from(vec![1; 60]), &lease)
+        .await?;
+    store
+        .put_opts(&key("b"), Bytes::from(vec![2; 40]), &lease)
+        .await?;
     // Before expiry the store is full, by bytes and by entries.
     assert!(matches!(
         store.put(&key("c"), Bytes::from(vec![3; 50])).await,
@@ -41,7 +45,9 @@ async fn a_commit_takes_the_entries_of_expired_objects() -> gos_store::Result<()
     let store = MemoryStore::new(Limits::with_capacity(100).max_entries(1))
         .with_clock(Arc::new(clock.clone()));
     let lease = PutOptions::new().lease(Duration::from_secs(1));
-    store.put_opts(&key("a"), Bytes::from(vec![1; 10]), &lease).await?;
+    store
+        .put_opts(&key("a"), Bytes::from(vec![1; 10]), &lease)
+        .await?;
     let mut r = store.reserve(&key("b"), 10, &PutOptions::new()).await?;
     r.as_mut_slice().fill(2);
     clock.advance(Duration::from_secs(1));

@@ -86,7 +86,10 @@ pub async fn values_cross_length_boundaries<F: StoreFactory>(
             drop(got);
             let meta = ctx("head", r.head(&k).await)?.ok_or("head found no big value")?;
             if meta.size != len as u64 {
-                return Err(format!("head says {} bytes for a value of {len}", meta.size));
+                return Err(format!(
+                    "head says {} bytes for a value of {len}",
+                    meta.size
+                ));
             }
             ctx("delete", w.delete(&k).await)?;
         }

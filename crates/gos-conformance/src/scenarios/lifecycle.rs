@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use gos_store::{
-    Clock, Error, Limits, ManualClock, ObjectKey, ObjectStore, ObjectStoreExt, PutOptions,
-    Readers, ReleaseOutcome,
+    Clock, Error, Limits, ManualClock, ObjectKey, ObjectStore, ObjectStoreExt, PutOptions, Readers,
+    ReleaseOutcome,
 };
 
 use super::{Checked, contenders, ctx, key, lined_up, uniform};
@@ -64,12 +64,18 @@ pub async fn release_counts_down_then_deletes<F: StoreFactory>(
     let stores = open_handles(&**factory, Limits::UNLIMITED, config.handles.max(2)).await?;
     let (a, b) = (&*stores[0], &*stores[stores.len() - 1]);
     let k = key("rel/counted");
-    ctx("put", a.put_opts(&k, uniform(1, 100), &PutOptions::new().readers(3)).await)?;
+    ctx(
+        "put",
+        a.put_opts(&k, uniform(1, 100), &PutOptions::new().readers(3))
+            .await,
+    )?;
     expect_readers(b, &k, Some(exactly(3))).await?;
     for left in [2, 1] {
         expect_release(b, &k, remaining(left)).await?;
         if ctx("get", a.get(&k).await)? != Some(uniform(1, 100)) {
-            return Err(format!("the object is gone with {left} release(s) still expected"));
+            return Err(format!(
+                "the object is gone with {left} release(s) still expected"
+            ));
         }
         expect_readers(a, &k, Some(exactly(left))).await?;
     }
@@ -92,19 +98,33 @@ pub async fn release_counts_down_then_deletes<F: StoreFactory>(
         return Err("a release changed an object put without a count".into());
     }
 
-    ctx("put", a.put_opts(&k, uniform(3, 10), &PutOptions::new().readers(2)).await)?;
+    ctx(
+        "put",
+        a.put_opts(&k, uniform(3, 10), &PutOptions::new().readers(2))
+            .await,
+    )?;
     expect_release(b, &k, remaining(1)).await?;
-    match b.put_opts(&k, uniform(4, 10), &PutOptions::create().readers(5)).await {
+    match b
+        .put_opts(&k, uniform(4, 10), &PutOptions::create().readers(5))
+        .await
+    {
         Err(Error::AlreadyExists { .. }) => {}
         other => return Err(format!("a Create over a counted key gave {other:?}")),
     }
     expect_readers(a, &k, Some(exactly(1))).await?;
-    ctx("put", b.put_opts(&k, uniform(5, 10), &PutOptions::new().readers(3)).await)?;
+    ctx(
+        "put",
+        b.put_opts(&k, uniform(5, 10), &PutOptions::new().readers(3))
+            .await,
+    )?;
     expect_readers(a, &k, Some(exactly(3))).await?;
     expect_release(a, &k, remaining(2)).await?;
 
     let r = key("rel/reserved");
-    let mut res = ctx("reserve", a.reserve(&r, 8, &PutOptions::new().readers(2)).await)?;
+    let mut res = ctx(
+        "reserve",
+        a.reserve(&r, 8, &PutOptions::new().readers(2)).await,
+    )?;
     res.as_mut_slice().fill(9);
     expect_release(b, &r, ReleaseOutcome::NotFound).await?;
     ctx("commit", res.commit().await)?;
@@ -132,7 +152,12 @@ pub async fn concurrent_releases_delete_exactly_once<F: StoreFactory>(
     let rounds = (config.race_rounds / 4).max(4);
     let keys: Vec<ObjectKey> = (0..rounds).map(|r| key(&format!("rel/race/{r}"))).collect();
     for k in &keys {
-        ctx("put", stores[0].put_opts(k, uniform(7, 256), &PutOptions::new().readers(readers)).await)?;
+        ctx(
+            "put",
+            stores[0]
+                .put_opts(k, uniform(7, 256), &PutOptions::new().readers(readers))
+                .await,
+        )?;
     }
     let outcomes = lined_up(threads, |t, barrier, rt| {
         let store = &stores[t % stores.len()];
@@ -178,7 +203,9 @@ pub async fn concurrent_releases_delete_exactly_once<F: StoreFactory>(
             ));
         }
         if ctx("head", stores[0].head(k).await)?.is_some() {
-            return Err(format!("round {round}: the object outlived its last release"));
+            return Err(format!(
+                "round {round}: the object outlived its last release"
+            ));
         }
     }
     let stats = ctx("stats", stores[0].stats().await)?;
@@ -215,14 +242,25 @@ pub async fn expired_object_disappears_and_space_returns<F: StoreFactory>(
     let start = SystemTime::UNIX_EPOCH + CLOCK_START;
     let (a, b, c) = (key("lease/a"), key("lease/b"), key("lease/c"));
     let ten = Duration::from_secs(10);
-    ctx("put", s.put_opts(&a, uniform(1, 600), &PutOptions::new().lease(ten)).await)?;
     ctx(
         "put",
-        s.put_opts(&b, uniform(2, 300), &PutOptions::new().readers(2).lease(2 * ten)).await,
+        s.put_opts(&a, uniform(1, 600), &PutOptions::new().lease(ten))
+            .await,
+    )?;
+    ctx(
+        "put",
+        s.put_opts(
+            &b,
+            uniform(2, 300),
+            &PutOptions::new().readers(2).lease(2 * ten),
+        )
+        .await,
     )?;
     let meta = ctx("head", t.head(&a).await)?.ok_or("a leased object is missing")?;
     if meta.expires_at != Some(start + ten) || meta.size != 600 {
-        return Err(format!("head of a 10 s lease put at the start says {meta:?}"));
+        return Err(format!(
+            "head of a 10 s lease put at the start says {meta:?}"
+        ));
     }
     let held = ctx("get", t.get(&a).await)?.ok_or("a leased object is missing")?;
     clock.advance(ten - Duration::from_millis(1));
@@ -238,7 +276,10 @@ pub async fn expired_object_disappears_and_space_returns<F: StoreFactory>(
     if keys != [b.clone()] || ctx("len", t.len().await)? != 1 || stats.bytes != 300 {
         return Err(format!("after expiry: keys {keys:?}, stats {stats:?}"));
     }
-    ctx("a put into the room an expired object left", t.put(&c, uniform(3, 700)).await)?;
+    ctx(
+        "a put into the room an expired object left",
+        t.put(&c, uniform(3, 700)).await,
+    )?;
     if held != uniform(1, 600) {
         return Err("a held value changed when its object expired".into());
     }
@@ -247,7 +288,10 @@ pub async fn expired_object_disappears_and_space_returns<F: StoreFactory>(
         return Err("delete of an expired key returned true".into());
     }
     ctx("delete", t.delete(&c).await)?;
-    ctx("a Create over an expired key", s.put_opts(&a, uniform(4, 10), &PutOptions::create()).await)?;
+    ctx(
+        "a Create over an expired key",
+        s.put_opts(&a, uniform(4, 10), &PutOptions::create()).await,
+    )?;
     clock.advance(ten);
     expect_release(s, &b, ReleaseOutcome::NotFound).await?;
 
@@ -255,17 +299,31 @@ pub async fn expired_object_disappears_and_space_returns<F: StoreFactory>(
     ctx("delete", s.delete(&a).await)?;
     for i in 0..3 {
         let k = key(&format!("lease/full/{i}"));
-        ctx("put", s.put_opts(&k, uniform(5, 300), &PutOptions::new().lease(ten)).await)?;
+        ctx(
+            "put",
+            s.put_opts(&k, uniform(5, 300), &PutOptions::new().lease(ten))
+                .await,
+        )?;
     }
     clock.advance(ten);
-    ctx("a new entry where expired ones fill the table", t.put(&a, uniform(6, 900)).await)?;
+    ctx(
+        "a new entry where expired ones fill the table",
+        t.put(&a, uniform(6, 900)).await,
+    )?;
     ctx("delete", t.delete(&a).await)?;
     for i in 0..3 {
         let k = key(&format!("lease/full/{i}"));
-        ctx("put", s.put_opts(&k, uniform(5, 300), &PutOptions::new().lease(ten)).await)?;
+        ctx(
+            "put",
+            s.put_opts(&k, uniform(5, 300), &PutOptions::new().lease(ten))
+                .await,
+        )?;
     }
     clock.advance(ten);
-    let r = ctx("a reservation where expired objects fill the room", t.reserve(&a, 1000, &PutOptions::new()).await)?;
+    let r = ctx(
+        "a reservation where expired objects fill the room",
+        t.reserve(&a, 1000, &PutOptions::new()).await,
+    )?;
     drop(r);
 
     // sweep counts exactly what expired and nothing else touched.
@@ -273,7 +331,11 @@ pub async fn expired_object_disappears_and_space_returns<F: StoreFactory>(
     ctx("put", s.put(&k, uniform(7, 10)).await)?;
     for i in 0..2 {
         let k = key(&format!("lease/swept/{i}"));
-        ctx("put", s.put_opts(&k, uniform(8, 10), &PutOptions::new().lease(ten)).await)?;
+        ctx(
+            "put",
+            s.put_opts(&k, uniform(8, 10), &PutOptions::new().lease(ten))
+                .await,
+        )?;
     }
     clock.advance(ten);
     let swept = ctx("sweep", t.sweep().await)?;
@@ -286,7 +348,10 @@ pub async fn expired_object_disappears_and_space_returns<F: StoreFactory>(
     }
 
     // A reservation's lease runs from its commit.
-    let mut res = ctx("reserve", s.reserve(&c, 4, &PutOptions::new().lease(ten)).await)?;
+    let mut res = ctx(
+        "reserve",
+        s.reserve(&c, 4, &PutOptions::new().lease(ten)).await,
+    )?;
     res.as_mut_slice().fill(1);
     clock.advance(2 * ten);
     ctx("commit", res.commit().await)?;
@@ -342,21 +407,34 @@ pub async fn retention_deletes_exactly_earlier_rounds<F: StoreFactory>(
             other => return Err(format!("delete_rounds_before({bad:?}, 3) gave {other:?}")),
         }
     }
-    if ctx("delete_rounds_before", t.delete_rounds_before("fed", 0).await)? != 0 {
+    if ctx(
+        "delete_rounds_before",
+        t.delete_rounds_before("fed", 0).await,
+    )? != 0
+    {
         return Err("delete_rounds_before(fed, 0) removed something".into());
     }
-    let removed = ctx("delete_rounds_before", t.delete_rounds_before("fed", 3).await)?;
+    let removed = ctx(
+        "delete_rounds_before",
+        t.delete_rounds_before("fed", 3).await,
+    )?;
     let early = ["round_0", "round_1", "round_2"];
-    let want = left(&|k| !(k.starts_with("fed/n") && early.iter().any(|r| k.ends_with(&format!("/{r}")))));
+    let want =
+        left(&|k| !(k.starts_with("fed/n") && early.iter().any(|r| k.ends_with(&format!("/{r}")))));
     let got = ctx("keys", s.keys().await)?;
     if removed != 6 || got != want {
         return Err(format!(
             "delete_rounds_before(fed, 3) removed {removed} (want 6) and left {got:?}, want {want:?}"
         ));
     }
-    let removed = ctx("delete_rounds_before", s.delete_rounds_before("fed", u64::MAX).await)?;
+    let removed = ctx(
+        "delete_rounds_before",
+        s.delete_rounds_before("fed", u64::MAX).await,
+    )?;
     let got = ctx("keys", t.keys().await)?;
-    let want = left(&|k| !k.starts_with("fed/n") || k.contains("extra") || k.ends_with("_x") || k.ends_with("round_"));
+    let want = left(&|k| {
+        !k.starts_with("fed/n") || k.contains("extra") || k.ends_with("_x") || k.ends_with("round_")
+    });
     if removed != 4 || got != want {
         return Err(format!(
             "delete_rounds_before(fed, MAX) removed {removed} (want 4) and left {got:?}, want {want:?}"

@@ -74,17 +74,19 @@ pub const NAMES: &[&str] = &[
     "retention_deletes_exactly_earlier_rounds",
 ];
 
-/// Runs every scenario [`SuiteConfig::only`] selects, in order, and returns each one's name
-/// and outcome.
+/// Runs every scenario [`SuiteConfig::only`] selects, in order, and returns each one's name,
+/// outcome and duration.
 pub async fn run_all<F: StoreFactory>(
     factory: &Arc<F>,
     config: &SuiteConfig,
-) -> Vec<(&'static str, TestResult)> {
+) -> Vec<(&'static str, TestResult, Duration)> {
     let mut out = Vec::new();
     macro_rules! scenarios {
         ($($name:ident),* $(,)?) => {$(
             if config.selects(stringify!($name)) {
-                out.push((stringify!($name), $name(factory, config).await.into_result()));
+                let start = Instant::now();
+                let result = $name(factory, config).await.into_result();
+                out.push((stringify!($name), result, start.elapsed()));
             }
         )*};
     }
@@ -201,7 +203,10 @@ pub(crate) fn lined_up<T: Send>(
             .collect();
         joins
             .into_iter()
-            .map(|j| j.join().map_err(|_| "a lined-up thread panicked".to_owned())?)
+            .map(|j| {
+                j.join()
+                    .map_err(|_| "a lined-up thread panicked".to_owned())?
+            })
             .collect()
     })
 }
