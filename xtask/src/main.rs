@@ -7,6 +7,8 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod mutants;
+
 #[derive(Parser)]
 #[command(about = "GOS project automation")]
 struct Cli {
@@ -26,6 +28,8 @@ enum Task {
         #[arg(long, default_value_t = 5_000)]
         cases: u32,
     },
+    /// Mutation testing of gos-store-memory against the conformance suite (cargo-mutants).
+    Mutants(mutants::Mutants),
     /// Runs the cargo-fuzz targets under fuzz/ for a while each (`cargo install cargo-fuzz`).
     Fuzz {
         /// Seconds per target.
@@ -73,6 +77,7 @@ fn main() -> Result<()> {
                 &[("GOS_CONFORMANCE_CASES", &cases), ("GOS_SOAK", "1")],
             )?;
         }
+        Task::Mutants(m) => mutants::run(m, root()?)?,
         Task::Fuzz { seconds, sanitizer } => {
             let root = root()?;
             let fuzz = root.join("fuzz");

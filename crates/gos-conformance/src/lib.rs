@@ -107,7 +107,8 @@ pub trait StoreFactory: Send + Sync + 'static {
 ///
 /// Every knob can also be set from the environment, so that a soak or a replay needs no code
 /// change: `GOS_CONFORMANCE_CASES`, `GOS_CONFORMANCE_SEED`, `GOS_CONFORMANCE_ONLY` (a
-/// comma-separated list of test names) and `GOS_CONFORMANCE_HUGE=1`. They are read by
+/// comma-separated list of test names), `GOS_CONFORMANCE_RACE_ROUNDS` and
+/// `GOS_CONFORMANCE_HUGE=1`. They are read by
 /// [`SuiteConfig::default`]; a setter called afterwards wins. `GOS_CONFORMANCE_TIMES=1` makes
 /// [`run`] print how long each test took.
 #[derive(Debug, Clone)]
@@ -127,7 +128,7 @@ pub struct SuiteConfig {
     pub huge_values: bool,
     /// Concurrent tasks in the concurrency scenarios (default 8).
     pub tasks: usize,
-    /// Rounds of the barrier-lined races (default 400).
+    /// Rounds of the barrier-lined races (default 400, or `GOS_CONFORMANCE_RACE_ROUNDS`).
     pub race_rounds: usize,
     /// The seed of the state machine's generator (default: random, or
     /// `GOS_CONFORMANCE_SEED`). A failure prints it; the same seed with the same `cases`
@@ -157,7 +158,9 @@ impl Default for SuiteConfig {
             big_value_size: 64 << 20,
             huge_values: env("GOS_CONFORMANCE_HUGE").is_some_and(|v| v != "0"),
             tasks: 8,
-            race_rounds: 400,
+            race_rounds: env("GOS_CONFORMANCE_RACE_ROUNDS")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(400),
             seed: env("GOS_CONFORMANCE_SEED")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or_else(|| RandomState::new().hash_one(std::process::id())),
