@@ -48,7 +48,7 @@
 //! [`check`] returns the failures instead of panicking, which is how this crate's own tests
 //! prove that the suite catches broken stores; [`check_report`] also lists what was skipped.
 //! Everything an implementer needs is re-exported here (the whole of `gos_store`, with
-//! [`Bytes`] and [`async_trait`]), so a backend's tests can depend on this crate alone. See
+//! [`Bytes`] and [`async_trait`](macro@async_trait)), so a backend's tests can depend on this crate alone. See
 //! `docs/writing-a-backend.md` and `docs/conformance.md`.
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]

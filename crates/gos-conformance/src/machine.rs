@@ -2,7 +2,7 @@
 //! and the reference [`Model`] side by side, with postconditions checked after every step.
 //!
 //! A failing sequence is first shrunk by proptest-state-machine (it deletes steps from the
-//! back, then simplifies each step), then reduced by [`reduce`] until removing any single step
+//! back, then simplifies each step), then reduced further until removing any single step
 //! makes it pass (for a failure that depends only on the sequence, which every step here is:
 //! operations run one at a time, on a manual clock). The report prints that sequence, the
 //! seed and the environment that replays the run.

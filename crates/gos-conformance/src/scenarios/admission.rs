@@ -22,12 +22,12 @@ const RACE_KEYS: usize = 1024;
 pub(crate) const MIN_CONTESTED: usize = 128;
 
 /// Concurrent `Create` puts of the same keys, lined up on a spinning barrier, in rounds of
-/// [`RACE_KEYS`] keys: for every key exactly one put succeeds, the rest get `AlreadyExists`,
+/// 1024 keys: for every key exactly one put succeeds, the rest get `AlreadyExists`,
 /// and the key holds the winner's value.
 ///
 /// Threads do not always run at once (a loaded machine), so the scenario counts the pairs of
 /// puts of one key whose calls overlapped in time (stamped from one shared sequence before
-/// and after each call) and runs rounds until [`MIN_CONTESTED`] of them were seen, at most `SuiteConfig::race_rounds / 4` rounds; it stops at the first round
+/// and after each call) and runs rounds until 128 of them were seen, at most `SuiteConfig::race_rounds / 4` rounds; it stops at the first round
 /// with two winners. Fewer overlaps than that is reported as skipped, not passed.
 pub async fn create_race_has_one_winner<F: StoreFactory>(
     factory: &Arc<F>,
