@@ -7,10 +7,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use bytes::Bytes;
 use gos_store::{
     Error, KeyPrefix, Limits, ObjectKey, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
-    StoreStats,
 };
 
-use super::{Checked, contenders, ctx, key, lined_up, uniform};
+use super::{Checked, contenders, ctx, expect_stats, key, lined_up, uniform};
 use crate::{Outcome, StoreFactory, SuiteConfig, TestResult, open_handles};
 
 /// Keys each round of [`create_race_has_one_winner`] races for, in the same order on every
@@ -144,26 +143,6 @@ fn expect_err(what: &str, got: gos_store::Result<()>, want: &Error) -> Checked {
         Err(e) if format!("{e:?}") == format!("{want:?}") => Ok(()),
         other => Err(format!("{what} gave {other:?}, want exactly {want:?}")),
     }
-}
-
-async fn expect_stats<S: ObjectStore + ?Sized>(
-    s: &S,
-    what: &str,
-    entries: u64,
-    bytes: u64,
-    reserved: u64,
-) -> Checked {
-    let stats = ctx("stats", s.stats().await)?;
-    let want = StoreStats {
-        entries,
-        bytes,
-        reserved,
-        capacity_bytes: stats.capacity_bytes,
-    };
-    if stats != want {
-        return Err(format!("{what}: stats are {stats:?}, want {want:?}"));
-    }
-    Ok(())
 }
 
 /// `TooLarge`, `StoreFull` and `TooManyEntries` carry exact fields, on overwrites and with a

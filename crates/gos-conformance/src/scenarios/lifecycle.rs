@@ -12,7 +12,7 @@ use gos_store::{
     ReleaseOutcome,
 };
 
-use super::{Checked, contenders, ctx, key, lined_up, uniform};
+use super::{Checked, contenders, ctx, expect_stats, key, lined_up, uniform};
 use crate::model::CLOCK_START;
 use crate::{
     NO_CLOCK, NO_LIFECYCLE, Outcome, StoreFactory, SuiteConfig, TestResult, open_handles,
@@ -84,10 +84,7 @@ pub async fn release_counts_down_then_deletes<F: StoreFactory>(
         return Err("the object is still there after its last release".into());
     }
     expect_release(b, &k, ReleaseOutcome::NotFound).await?;
-    let stats = ctx("stats", b.stats().await)?;
-    if stats.entries != 0 || stats.bytes != 0 {
-        return Err(format!("stats after the last release: {stats:?}"));
-    }
+    expect_stats(b, "after the last release", 0, 0, 0).await?;
 
     let u = key("rel/unbounded");
     ctx("put", a.put(&u, uniform(2, 10)).await)?;
@@ -208,10 +205,7 @@ pub async fn concurrent_releases_delete_exactly_once<F: StoreFactory>(
             ));
         }
     }
-    let stats = ctx("stats", stores[0].stats().await)?;
-    if stats.entries != 0 || stats.bytes != 0 {
-        return Err(format!("stats after every release: {stats:?}"));
-    }
+    expect_stats(&*stores[0], "after every release", 0, 0, 0).await?;
     Ok(Outcome::Passed)
 }
 

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use gos_store::ObjectKey;
+use gos_store::{ObjectKey, ObjectStore, StoreStats};
 
 use crate::{Outcome, StoreFactory, SuiteConfig, TestResult};
 
@@ -123,6 +123,27 @@ pub(crate) fn ctx<T>(what: &str, r: gos_store::Result<T>) -> Result<T, String> {
 /// A value of `len` bytes whose every byte is `tag`, so a torn read is visible.
 pub(crate) fn uniform(tag: u8, len: usize) -> Bytes {
     Bytes::from(vec![tag; len])
+}
+
+/// Checks `stats()` of `s` against the entries, bytes and reserved bytes wanted.
+pub(crate) async fn expect_stats<S: ObjectStore + ?Sized>(
+    s: &S,
+    what: &str,
+    entries: u64,
+    bytes: u64,
+    reserved: u64,
+) -> Checked {
+    let stats = ctx("stats", s.stats().await)?;
+    let want = StoreStats {
+        entries,
+        bytes,
+        reserved,
+        capacity_bytes: stats.capacity_bytes,
+    };
+    if stats != want {
+        return Err(format!("{what}: stats are {stats:?}, want {want:?}"));
+    }
+    Ok(())
 }
 
 pub(crate) async fn join<T>(
