@@ -185,7 +185,7 @@ impl SpinBarrier {
         let mut spins = 0u32;
         while self.generation.load(Ordering::Acquire) == generation {
             spins = spins.wrapping_add(1);
-            if spins % 4096 == 0 {
+            if spins.is_multiple_of(4096) {
                 if start.elapsed() > BARRIER_TIMEOUT {
                     return Err("a lined-up thread waited too long for the others".into());
                 }
