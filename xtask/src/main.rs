@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod shm_fuzz;
+mod mutants;
 
 #[derive(Parser)]
 #[command(about = "GOS project automation")]
@@ -31,6 +32,8 @@ enum Task {
         #[arg(long, default_value_t = 5_000)]
         cases: u32,
     },
+    /// Mutation testing of gos-store-memory against the conformance suite (cargo-mutants).
+    Mutants(mutants::Mutants),
     /// Runs the cargo-fuzz targets under fuzz/ for a while each (`cargo install cargo-fuzz`).
     Fuzz {
         /// Seconds per target.
@@ -89,6 +92,7 @@ fn main() -> Result<()> {
             )?;
         }
         Task::ShmFuzz { cases, seed } => shm_fuzz::run(cases, seed)?,
+        Task::Mutants(m) => mutants::run(m, root()?)?,
         Task::Fuzz { seconds, sanitizer } => {
             let root = root()?;
             let fuzz = root.join("fuzz");

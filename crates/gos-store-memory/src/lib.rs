@@ -6,6 +6,8 @@
 //! concurrent tasks and threads touching different keys do not wait for each other.
 //!
 //! Limits are checked before anything changes; a refused put leaves the store as it was.
+//! Expired entries never hold room: a put, commit or reservation that a limit would refuse
+//! first removes them and tries again.
 //!
 //! Each entry keeps its reader count and lease beside its value, under its shard's lock: a
 //! release is one locked decrement that removes the entry at zero, and an entry whose lease
@@ -195,9 +197,35 @@ impl MemoryStore {
         None
     }
 
-    /// Inserts `value` under `key`. `precharged` is `value.len()` when a reservation already
-    /// holds those bytes in `used` (and `reserved`), 0 for a plain put.
+    /// Inserts `value` under `key`; when a limit refuses it, removes the expired entries and
+    /// tries once more, so that room held by objects nobody touched since they expired is
+    /// never what refuses a put.
     fn insert(
+        &self,
+        key: &ObjectKey,
+        value: Bytes,
+        options: &PutOptions,
+        precharged: bool,
+    ) -> Result<()> {
+        match self.try_insert(key, value.clone(), options, precharged) {
+            Err(Error::StoreFull { .. } | Error::TooManyEntries { .. })
+                if self.sweep_expired() > 0 =>
+            {
+                self.try_insert(key, value, options, precharged)
+            }
+            other => other,
+        }
+    }
+
+    /// Removes every expired entry; returns how many.
+    fn sweep_expired(&self) -> usize {
+        let now = self.clock.now();
+        self.remove_where(|_, entry| entry.expired(now))
+    }
+
+    /// Inserts `value` under `key`. `precharged` is true when a reservation already holds
+    /// `value.len()` bytes in `used` (and `reserved`), false for a plain put.
+    fn try_insert(
         &self,
         key: &ObjectKey,
         value: Bytes,
@@ -336,8 +364,7 @@ impl ObjectStore for MemoryStore {
     }
 
     async fn sweep(&self) -> Result<usize> {
-        let now = self.clock.now();
-        Ok(self.remove_where(|_, entry| entry.expired(now)))
+        Ok(self.sweep_expired())
     }
 
     async fn len(&self) -> Result<usize> {
@@ -371,7 +398,7 @@ impl ObjectStore for MemoryStore {
         let size = len as u64;
         self.limits.check_value_size(size)?;
         // Expired entries must not hold room a reservation could use.
-        self.sweep().await?;
+        self.sweep_expired();
         Self::try_raise(&self.used, size, self.limits.capacity_bytes).map_err(|used| {
             Error::StoreFull {
                 requested: size,

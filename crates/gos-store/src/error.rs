@@ -31,9 +31,12 @@ pub enum Error {
     /// Storing the value would exceed the store's capacity in bytes.
     #[error("store full: {requested} bytes requested, {available} bytes available")]
     StoreFull {
-        /// Bytes the operation needed.
+        /// Bytes the operation needed: the value's (or reservation's) full size, also on an
+        /// overwrite.
         requested: u64,
-        /// Bytes still free when the operation was refused.
+        /// Bytes that were free for it: `capacity - bytes - reserved`, plus the old value's
+        /// size for a put that overwrites (a reservation does not count the old value: it is
+        /// freed at the commit).
         available: u64,
     },
 
@@ -70,8 +73,8 @@ pub enum Error {
     #[error("permission denied: {0}")]
     PermissionDenied(String),
 
-    /// An argument other than the key is not acceptable (a fed id that is not one segment,
-    /// options the backend cannot keep).
+    /// An argument other than the key is not acceptable (options the backend cannot keep).
+    /// A fed id that is not one segment is an [`Error::InvalidKey`], as a bad key is.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 

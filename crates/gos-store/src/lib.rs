@@ -14,7 +14,7 @@
 //!   delete or overwrite of its key.
 //! - [`Limits`] are checked before anything changes: a refused put leaves the store exactly as
 //!   it was. Nothing is ever evicted to make room.
-//! - [`ObjectStore::keys`] and [`ObjectStore::keys_with_prefix`] return keys in ascending
+//! - [`ObjectStoreExt::keys`] and [`ObjectStore::keys_with_prefix`] return keys in ascending
 //!   order.
 //!
 //! # Example

@@ -68,12 +68,13 @@ impl Default for Limits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct StoreStats {
-    /// Number of keys held.
+    /// Number of live keys held (a reservation holds none).
     pub entries: u64,
-    /// Bytes of all committed values held.
+    /// Bytes of all committed, live values held (never live reservations, never expired
+    /// objects).
     pub bytes: u64,
-    /// Bytes held by live reservations (not yet committed or dropped); they count against
-    /// the capacity too.
+    /// Bytes held by live reservations (not yet committed or dropped), each its full length;
+    /// they count against the capacity too.
     pub reserved: u64,
     /// The capacity in bytes.
     pub capacity_bytes: u64,

@@ -72,8 +72,9 @@ pub struct PutOptions {
     pub mode: PutMode,
     /// How many releases delete the object (default [`Readers::Unbounded`]).
     pub readers: Readers,
-    /// How long after the put the store removes the object by itself, released or not
-    /// (default: never). Readers holding its value keep it intact.
+    /// How long after the put (after the commit, for a reservation) the store removes the
+    /// object by itself, released or not (default: never): it expires when the store's clock
+    /// reaches that deadline. Readers holding its value keep it intact.
     pub lease: Option<Duration>,
 }
 

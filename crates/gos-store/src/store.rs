@@ -24,26 +24,42 @@ use crate::reservation::Reservation;
 /// [`is_empty`](ObjectStoreExt::is_empty)...) live in [`ObjectStoreExt`], implemented for every
 /// store.
 ///
-/// The contract (checked by `gos-conformance`):
-/// - puts are atomic and limits are checked before anything changes;
-/// - a `Bytes` from `get` is unaffected by later deletes, overwrites, releases and expiry;
+/// The contract (checked by `gos-conformance`, identically for every backend):
+/// - puts are atomic and limits are checked before anything changes; an overwrite replaces
+///   the value, the reader count and the lease together;
+/// - a `Bytes` from `get` is unaffected by later deletes, overwrites (of any size: a backend
+///   never rewrites an old value's memory in place while it may be held), releases and expiry;
 /// - an object's reader count and lease live with it: [`release`](ObjectStore::release) is one
 ///   atomic operation that deletes the object when the count reaches zero, and an object whose
 ///   lease has run out is gone for every operation (removed lazily, or by
 ///   [`sweep`](ObjectStore::sweep)), its space returned;
-/// - a live reservation holds its bytes against the capacity until it is committed or
-///   dropped ([`StoreStats::reserved`]), so concurrent reservations never add up past it;
-/// - listings are sorted ascending and reflect every completed operation.
+/// - an object expires when the store's clock reaches its deadline (`now >= deadline`);
+///   the deadline is the clock's time at the put (at the commit, for a reservation) plus the
+///   lease. A backend may keep deadlines to the millisecond;
+/// - room and entries held by expired objects never refuse a put, a commit or a reservation
+///   (a backend removes the expired objects before refusing one);
+/// - a live reservation holds its full length against the capacity until it is committed or
+///   dropped, so concurrent reservations never add up past it; it shows in
+///   [`StoreStats::reserved`], never in [`StoreStats::bytes`], and holds no entry;
+/// - listings are sorted ascending, hold live keys only and reflect every completed operation;
+///   prefixes match whole segments ([`ObjectKey::has_prefix`]).
+///
+/// When a put breaks several limits at once, a backend may report any one of them, with the
+/// fields [`Error::TooLarge`](crate::Error::TooLarge) and
+/// [`Error::StoreFull`](crate::Error::StoreFull) document.
 // `is_empty` is in `ObjectStoreExt`, so that wrappers cannot forget to forward it.
 #[allow(clippy::len_without_is_empty)]
 #[async_trait]
 pub trait ObjectStore: Send + Sync + fmt::Debug + 'static {
     /// Stores `value` under `key` with `options` (mode, readers, lease).
     ///
-    /// Errors: [`Error::TooLarge`](crate::Error::TooLarge),
-    /// [`Error::StoreFull`](crate::Error::StoreFull),
-    /// [`Error::TooManyEntries`](crate::Error::TooManyEntries) (the store is unchanged),
-    /// [`Error::AlreadyExists`](crate::Error::AlreadyExists) (with [`PutMode::Create`]).
+    /// Errors (the store is unchanged): [`Error::TooLarge`](crate::Error::TooLarge) `{ size:
+    /// value.len(), max: max_value_size }`; [`Error::StoreFull`](crate::Error::StoreFull)
+    /// when the value does not fit, with `requested` = the value's full size and `available` =
+    /// `capacity - bytes - reserved + the old value's size` (an overwrite frees the old
+    /// value); [`Error::TooManyEntries`](crate::Error::TooManyEntries) `{ max: max_entries }`
+    /// for a new key only; [`Error::AlreadyExists`](crate::Error::AlreadyExists) with
+    /// [`PutMode::Create`] over a live key.
     async fn put_opts(&self, key: &ObjectKey, value: Bytes, options: &PutOptions) -> Result<()>;
 
     /// The value under `key`, or `None` when there is none (or its lease has run out).
@@ -57,21 +73,28 @@ pub trait ObjectStore: Send + Sync + fmt::Debug + 'static {
     async fn delete(&self, key: &ObjectKey) -> Result<bool>;
 
     /// One reader is done with `key`: decrements its reader count and deletes it when the
-    /// count reaches zero, atomically (two releases never both see the same count).
+    /// count reaches zero, atomically (two releases never both see the same count). An object
+    /// put without a count ([`Readers::Unbounded`](crate::Readers::Unbounded)) is left as it is
+    /// ([`ReleaseOutcome::Unbounded`]); a missing or expired one gives
+    /// [`ReleaseOutcome::NotFound`].
     async fn release(&self, key: &ObjectKey) -> Result<ReleaseOutcome>;
 
     /// The keys that have `prefix` (segment-wise, see [`ObjectKey::has_prefix`]), ascending.
     async fn keys_with_prefix(&self, prefix: &KeyPrefix) -> Result<Vec<ObjectKey>>;
 
-    /// Removes every key that has `prefix` (segment-wise); returns how many were removed.
+    /// Removes every key that has `prefix` (segment-wise, as
+    /// [`keys_with_prefix`](ObjectStore::keys_with_prefix) lists them: `a/b` removes `a/b` and
+    /// `a/b/c`, not `a/bc`); returns how many live keys were removed.
     async fn delete_prefix(&self, prefix: &KeyPrefix) -> Result<usize>;
 
     /// Round retention: removes every round key `{fed_id}/{node}/round_{n}` with `n < round`
     /// (see [`ObjectKey::is_round_before`]); returns how many were removed. Other keys under
-    /// the federation are left alone.
+    /// the federation are left alone. A `fed_id` that is not one segment is an
+    /// [`Error::InvalidKey`](crate::Error::InvalidKey) and removes nothing.
     async fn delete_rounds_before(&self, fed_id: &str, round: u64) -> Result<usize>;
 
-    /// Removes every object whose lease has run out; returns how many. Any operation also
+    /// Removes every object whose lease has run out; returns how many it removed (expired
+    /// objects another operation already removed are not counted again). Any operation also
     /// removes the expired objects it meets; long-running processes call this periodically
     /// so that space held by objects nobody touches comes back.
     async fn sweep(&self) -> Result<usize>;
@@ -89,11 +112,16 @@ pub trait ObjectStore: Send + Sync + fmt::Debug + 'static {
     /// `options`: a producer serializes straight into it, a receiver streams into it, without
     /// knowing the backend.
     ///
-    /// The limits are checked here, once, and the bytes are charged against the capacity
-    /// until the reservation is committed or dropped ([`StoreStats::reserved`]). A commit can
-    /// still fail with [`Error::AlreadyExists`](crate::Error::AlreadyExists) (mode
-    /// [`PutMode::Create`]) or [`Error::TooManyEntries`](crate::Error::TooManyEntries) when the
-    /// key space filled meanwhile. Dropping a reservation uncommitted frees it.
+    /// The limits are checked here, once, and the full `len` is charged against the capacity
+    /// until the reservation is committed or dropped ([`StoreStats::reserved`]), even when it
+    /// will overwrite a key: the old value is freed at the commit. A refusal is
+    /// [`Error::TooLarge`](crate::Error::TooLarge) or
+    /// [`Error::StoreFull`](crate::Error::StoreFull) `{ requested: len, available: capacity -
+    /// bytes - reserved }`. A commit can still fail with
+    /// [`Error::AlreadyExists`](crate::Error::AlreadyExists) (mode [`PutMode::Create`]) or
+    /// [`Error::TooManyEntries`](crate::Error::TooManyEntries) (entries are checked at the
+    /// commit: a reservation holds none), and then gives its charge back; a commit's lease
+    /// runs from the commit. Dropping a reservation uncommitted frees it.
     async fn reserve(
         &self,
         key: &ObjectKey,

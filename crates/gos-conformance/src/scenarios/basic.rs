@@ -1,75 +1,18 @@
-//! Named scenarios: the properties a random sequence of single operations cannot show
-//! (concurrency, big values, held values across deletes), each a public async function.
-//!
-//! Every scenario takes the factory and the config and returns `Err` with a description of
-//! the first violation it saw.
+//! The first scenarios: atomic overwrites, held values, limit errors, many writers and
+//! readers, reservations dropped, segment-wise prefixes.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use gos_store::{
     Error, KeyPrefix, Limits, ObjectKey, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
 };
 
+use super::{Checked, ctx, join, key, uniform};
 use crate::{StoreFactory, SuiteConfig, open_handles};
 
-/// The result of one scenario.
-pub type Outcome = Result<(), String>;
-
-/// Runs every scenario, in order, and returns each one's name and outcome.
-pub async fn run_all<F: StoreFactory>(
-    factory: &Arc<F>,
-    config: &SuiteConfig,
-) -> Vec<(&'static str, Outcome)> {
-    vec![
-        ("atomic_overwrite", atomic_overwrite(factory, config).await),
-        (
-            "held_bytes_survive_delete_and_overwrite",
-            held_bytes_survive_delete_and_overwrite(factory, config).await,
-        ),
-        (
-            "limit_errors_change_nothing",
-            limit_errors_change_nothing(factory, config).await,
-        ),
-        (
-            "concurrent_writers_and_readers",
-            concurrent_writers_and_readers(factory, config).await,
-        ),
-        (
-            "create_race_has_one_winner",
-            create_race_has_one_winner(factory, config).await,
-        ),
-        (
-            "big_value_round_trip",
-            big_value_round_trip(factory, config).await,
-        ),
-        (
-            "dropped_reservation_frees_space",
-            dropped_reservation_frees_space(factory, config).await,
-        ),
-        (
-            "prefixes_are_segment_wise",
-            prefixes_are_segment_wise(factory, config).await,
-        ),
-    ]
-}
-
-fn key(s: &str) -> ObjectKey {
-    ObjectKey::new(s).expect("scenario keys are valid")
-}
-
-fn ctx<T>(what: &str, r: gos_store::Result<T>) -> Result<T, String> {
-    r.map_err(|e| format!("{what} failed: {e}"))
-}
-
-/// A value of `len` bytes whose every byte is `tag`, so a torn read is visible.
-fn uniform(tag: u8, len: usize) -> Bytes {
-    Bytes::from(vec![tag; len])
-}
-
 /// Concurrent readers of a key being overwritten see one whole value or the other, never a mix.
-pub async fn atomic_overwrite<F: StoreFactory>(factory: &Arc<F>, config: &SuiteConfig) -> Outcome {
+pub async fn atomic_overwrite<F: StoreFactory>(factory: &Arc<F>, config: &SuiteConfig) -> Checked {
     const LEN: usize = 256 << 10;
     let stores = open_handles(&**factory, Limits::UNLIMITED, config.handles.max(2)).await?;
     let k = key("atomic/overwrite");
@@ -115,7 +58,7 @@ pub async fn atomic_overwrite<F: StoreFactory>(factory: &Arc<F>, config: &SuiteC
 pub async fn held_bytes_survive_delete_and_overwrite<F: StoreFactory>(
     factory: &Arc<F>,
     config: &SuiteConfig,
-) -> Outcome {
+) -> Checked {
     let stores = open_handles(&**factory, Limits::UNLIMITED, config.handles.max(2)).await?;
     let (a, b) = (&stores[0], &stores[stores.len() - 1]);
     let k = key("held/node/round_1");
@@ -157,7 +100,7 @@ pub async fn held_bytes_survive_delete_and_overwrite<F: StoreFactory>(
 pub async fn limit_errors_change_nothing<F: StoreFactory>(
     factory: &Arc<F>,
     _config: &SuiteConfig,
-) -> Outcome {
+) -> Checked {
     let limits = Limits {
         max_value_size: 1000,
         capacity_bytes: 2500,
@@ -244,7 +187,7 @@ async fn snapshot<S: ObjectStore + ?Sized>(s: &S) -> Result<Snapshot, String> {
 pub async fn concurrent_writers_and_readers<F: StoreFactory>(
     factory: &Arc<F>,
     config: &SuiteConfig,
-) -> Outcome {
+) -> Checked {
     const OPS: usize = 300;
     let stores = open_handles(&**factory, Limits::UNLIMITED, config.handles).await?;
     let mut tasks = Vec::new();
@@ -320,93 +263,12 @@ pub async fn concurrent_writers_and_readers<F: StoreFactory>(
     Ok(())
 }
 
-/// Concurrent `Create` puts of one key: exactly one succeeds, the rest get `AlreadyExists`.
-pub async fn create_race_has_one_winner<F: StoreFactory>(
-    factory: &Arc<F>,
-    config: &SuiteConfig,
-) -> Outcome {
-    let stores = open_handles(&**factory, Limits::UNLIMITED, config.handles).await?;
-    for round in 0..20 {
-        let k = key(&format!("race/{round}"));
-        let wins = Arc::new(AtomicUsize::new(0));
-        let mut tasks = Vec::new();
-        for t in 0..config.tasks {
-            let (store, k, wins) = (
-                Arc::clone(&stores[t % stores.len()]),
-                k.clone(),
-                wins.clone(),
-            );
-            tasks.push(tokio::spawn(async move {
-                match store
-                    .put_mode(&k, uniform(t as u8, 100), PutMode::Create)
-                    .await
-                {
-                    Ok(()) => {
-                        wins.fetch_add(1, Ordering::SeqCst);
-                        Ok(())
-                    }
-                    Err(Error::AlreadyExists { .. }) => Ok(()),
-                    Err(e) => Err(format!("Create failed with {e}")),
-                }
-            }));
-        }
-        for t in tasks {
-            join(t).await?;
-        }
-        let n = wins.load(Ordering::SeqCst);
-        if n != 1 {
-            return Err(format!(
-                "{n} concurrent Create puts of one key succeeded, want 1"
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// A big value (64 MiB by default) round-trips byte-identical, by put and by reservation.
-pub async fn big_value_round_trip<F: StoreFactory>(
-    factory: &Arc<F>,
-    config: &SuiteConfig,
-) -> Outcome {
-    let n = config.big_value_size;
-    let stores = open_handles(
-        &**factory,
-        Limits::with_capacity(3 * n as u64),
-        config.handles,
-    )
-    .await?;
-    let (a, b) = (&stores[0], &stores[stores.len() - 1]);
-    let pattern: Vec<u8> = (0..n as u64)
-        .map(|i| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u8)
-        .collect();
-    let k = key("big/value");
-    ctx("put", a.put(&k, Bytes::from(pattern.clone())).await)?;
-    let got = ctx("get", b.get(&k).await)?.ok_or("big value missing")?;
-    if got.len() != n || got[..] != pattern[..] {
-        return Err(format!("a {n}-byte value came back different"));
-    }
-    drop(got);
-    let k2 = key("big/reserved");
-    let mut r = ctx("reserve", a.reserve(&k2, n, &PutOptions::create()).await)?;
-    r.as_mut_slice().copy_from_slice(&pattern);
-    ctx("commit", r.commit().await)?;
-    let got = ctx("get", b.get(&k2).await)?.ok_or("reserved value missing")?;
-    if got[..] != pattern[..] {
-        return Err("a value written through a reservation came back different".into());
-    }
-    let stats = ctx("stats", b.stats().await)?;
-    if stats.bytes != 2 * n as u64 || stats.entries != 2 {
-        return Err(format!("stats after two big values: {stats:?}"));
-    }
-    Ok(())
-}
-
 /// A reservation dropped uncommitted gives its space back and publishes nothing; a reservation
 /// is invisible until committed.
 pub async fn dropped_reservation_frees_space<F: StoreFactory>(
     factory: &Arc<F>,
     _config: &SuiteConfig,
-) -> Outcome {
+) -> Checked {
     let stores = open_handles(&**factory, Limits::with_capacity(1 << 20), 1).await?;
     let s = &stores[0];
     let k = key("resv/key");
@@ -434,7 +296,7 @@ pub async fn dropped_reservation_frees_space<F: StoreFactory>(
 pub async fn prefixes_are_segment_wise<F: StoreFactory>(
     factory: &Arc<F>,
     _config: &SuiteConfig,
-) -> Outcome {
+) -> Checked {
     let stores = open_handles(&**factory, Limits::UNLIMITED, 1).await?;
     let s = &stores[0];
     for k in [
@@ -457,8 +319,4 @@ pub async fn prefixes_are_segment_wise<F: StoreFactory>(
         return Err(format!("delete_prefix(f) removed {removed}, left {left:?}"));
     }
     Ok(())
-}
-
-async fn join<T>(handle: tokio::task::JoinHandle<Result<T, String>>) -> Result<T, String> {
-    handle.await.map_err(|e| format!("a task panicked: {e}"))?
 }
