@@ -295,6 +295,18 @@ impl Link {
     }
 }
 
+impl Drop for Link {
+    fn drop(&mut self) {
+        // Tell the gateway at once (best effort) rather than leave it a connection that
+        // counts against our identity's cap until its idle timeout.
+        if let Ok(guard) = self.conn.try_lock()
+            && let Some(conn) = guard.as_ref()
+        {
+            conn.close(VarInt::from_u32(0), b"client closed");
+        }
+    }
+}
+
 /// The stream of a reservation at a remote store: admitted (the space is charged there), the
 /// object not sent yet.
 #[derive(Debug)]

@@ -62,14 +62,14 @@ pub struct WireLimits {
 
 impl Default for WireLimits {
     /// 256 KiB request headers, 64 MiB response headers, 4 GiB objects; at least 1 MiB/s;
-    /// 8 connections per identity, 1024 in all; 4 GiB in flight per identity.
+    /// 32 connections per identity, 1024 in all; 4 GiB in flight per identity.
     fn default() -> Self {
         WireLimits {
             max_request_header: 256 << 10,
             max_response_header: 64 << 20,
             max_object: 4 << 30,
             min_rate: 1 << 20,
-            max_connections_per_peer: 8,
+            max_connections_per_peer: 32,
             max_connections: 1024,
             max_in_flight_per_peer: 4 << 30,
         }

@@ -18,14 +18,9 @@ async fn side(fed: &Fed, id: &str, peer: &str, topology: &HybridTopology) -> Hyb
     // The default role: each side is a peer cluster of the other.
     let mut config = fed.gateway_config(id, &[]);
     config.tls.allowed = gos_gateway::AllowList::new([peer]);
-    HybridTopologyManager::start(
-        config,
-        topology.clone(),
-        store,
-        ManagerConfig::default(),
-    )
-    .await
-    .unwrap()
+    HybridTopologyManager::start(config, topology.clone(), store, ManagerConfig::default())
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

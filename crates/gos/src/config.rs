@@ -294,6 +294,11 @@ pub struct GatewayConfig {
     /// Other clusters' gateways.
     #[serde(default)]
     pub peers: Vec<PeerConfig>,
+    /// Roles of allowed identities (`id = "peer" | "read-write" | "read-only" | "admin"`); an
+    /// id listed here is allowed with that role. An allowed id without one is a peer cluster:
+    /// it acts only for its own nodes of a hybrid topology (see docs/icrf.md, "Roles").
+    #[serde(default)]
+    pub roles: std::collections::BTreeMap<String, String>,
 }
 
 /// Another cluster's gateway.

@@ -58,11 +58,18 @@ impl GatewayConfig {
     pub fn to_wire(&self, base: &Path) -> Result<WireGatewayConfig, GosError> {
         let mut allowed: Vec<String> = self.allow.clone();
         allowed.extend(self.peers.iter().map(|p| p.cluster.clone()));
+        let mut list = AllowList::new(allowed);
+        for (id, role) in &self.roles {
+            let role = role.parse::<gos_gateway::Role>().map_err(|e| {
+                crate::config::ConfigError::Invalid(format!("gateway.roles.{id}: {e}"))
+            })?;
+            list = list.grant(id.clone(), role);
+        }
         let tls = TlsSettings::from_files(
             &base.join(&self.cert),
             &base.join(&self.key),
             &base.join(&self.ca),
-            AllowList::new(allowed),
+            list,
         )
         .map_err(gos_gateway::GatewayError::from)?;
         Ok(WireGatewayConfig::new(self.listen, tls))
