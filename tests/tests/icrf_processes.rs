@@ -1,5 +1,8 @@
 //! ICRF with the two gateways in separate OS processes on 127.0.0.1: a message and a 64 MiB
-//! object each way, and a sender killed (SIGKILL) mid-object that leaves nothing partial.
+//! object each way through a two-cluster hybrid topology (each side a peer cluster of the
+//! other, the default role), committed at the receiver with its reader count and deleted by
+//! its last reader; and a sender killed (SIGKILL) mid-object that leaves nothing partial and
+//! no space reserved.
 //!
 //! The child process is this test binary run again with `GOS_ICRF_CHILD` set: the
 //! `icrf_child` test then plays the other cluster and talks to the parent over stdout.
@@ -13,11 +16,13 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use bytes::Bytes;
 use gos_gateway::certs::{FederationCa, Identity};
-use gos_gateway::frame::{self, FrameKind, Request};
-use gos_gateway::{AllowList, Gateway, GatewayConfig, Timeouts, TlsSettings};
-use gos_store::{ObjectKey, ObjectStore, ObjectStoreExt, PutMode};
+use gos_gateway::frame::{self, FrameKind, Request, WireOptions};
+use gos_gateway::{
+    AllowList, GatewayConfig, HybridTopology, HybridTopologyManager, Timeouts, TlsSettings,
+};
+use gos_store::{ObjectKey, ObjectStore, ObjectStoreExt, PutOptions, ReleaseOutcome};
 use gos_store_memory::MemoryStore;
-use gos_topology::{ManagerConfig, Message, NodeId, Topology, TopologyManager};
+use gos_topology::{ManagerConfig, Message, NodeId, Targets, Topology};
 
 const CHILD: &str = "GOS_ICRF_CHILD";
 const BIG: usize = 64 << 20;
@@ -60,26 +65,19 @@ fn write_certs(dir: &Path) -> Result<()> {
 
 struct Side {
     store: Arc<MemoryStore>,
-    manager: TopologyManager,
-    gateway: Gateway,
+    hybrid: HybridTopologyManager,
 }
 
+/// One side of a full graph of two nodes: node 0 in cluster-a, node 1 in cluster-b.
 async fn start(dir: &Path, id: &str, peer: &str) -> Result<Side> {
     let mut config = GatewayConfig::new("127.0.0.1:0".parse()?, tls(dir, id, peer)?);
     config.timeouts = timeouts();
     let store = Arc::new(MemoryStore::unlimited());
-    let manager = TopologyManager::new(Topology::full(2)?, ManagerConfig::default());
-    let gateway = Gateway::start_with(
-        config,
-        store.clone(),
-        Some(Arc::new(manager.clone()) as Arc<dyn gos_gateway::DeliveryTarget>),
-    )
-    .await?;
-    Ok(Side {
-        store,
-        manager,
-        gateway,
-    })
+    let topology = HybridTopology::new(Topology::full(2)?, ["cluster-a", "cluster-b"])?;
+    let hybrid =
+        HybridTopologyManager::start(config, topology, store.clone(), ManagerConfig::default())
+            .await?;
+    Ok(Side { store, hybrid })
 }
 
 /// The child process, spawned with its role in `GOS_ICRF_CHILD`.
@@ -106,8 +104,9 @@ fn icrf_child() -> Result<()> {
 /// Cluster B: receives node 1's message and object, answers node 0 with its own.
 async fn child_exchange(dir: &Path, parent: std::net::SocketAddr) -> Result<()> {
     let b = start(dir, "cluster-b", "cluster-a").await?;
-    let mut node1 = b.manager.register(NodeId(1))?;
-    println!("ADDR {}", b.gateway.local_addr()?);
+    b.hybrid.add_peer("cluster-a", parent)?;
+    let mut node1 = b.hybrid.register(NodeId(1))?;
+    println!("ADDR {}", b.hybrid.gateway().local_addr()?);
     std::io::stdout().flush()?;
     let msg = node1.recv_timeout(Duration::from_secs(20)).await?;
     let key = msg.body_key().context("a key-only message")?;
@@ -117,17 +116,24 @@ async fn child_exchange(dir: &Path, parent: std::net::SocketAddr) -> Result<()> 
         .await?
         .context("the object is in our store")?;
     ensure!(object == pattern(BIG, 1), "object differs");
+    // Committed with our one reader: its release deletes it.
+    ensure!(b.store.release(&key).await? == ReleaseOutcome::Deleted);
+    ensure!(
+        b.store.is_empty().await?,
+        "the last reader deleted the copy"
+    );
     let reply_key = ObjectKey::round("fed", "node_1", msg.round)?;
-    let reply = pattern(BIG, 2);
-    let peer = b.gateway.peer("cluster-a", parent)?;
-    let done = peer
-        .deliver(
-            NodeId(0),
-            &Message::key("fed", NodeId(1), msg.round, &reply_key),
-            Some((&reply_key, &reply)),
+    // No reader of node 1's object shares this store: it lives here only until it is sent.
+    b.store.put(&reply_key, pattern(BIG, 2)).await?;
+    let report = b
+        .hybrid
+        .publish(
+            Message::key("fed", NodeId(1), msg.round, &reply_key),
+            Targets::one(NodeId(0)),
         )
         .await?;
-    ensure!(!done.duplicate);
+    ensure!(report.is_complete(), "{report:?}");
+    ensure!(report.remote == vec![(NodeId(0), "cluster-a".to_owned())]);
     println!("DONE");
     Ok(())
 }
@@ -146,9 +152,10 @@ async fn child_cut(dir: &Path, parent: std::net::SocketAddr) -> Result<()> {
         )?
         .await?;
     let (mut send, _recv) = conn.open_bi().await?;
+    // Node 1 is cluster-b's: a peer may write under its own nodes' keys.
     let put = Request::Put {
         key: ObjectKey::new("fed/node_1/round_9")?,
-        mode: PutMode::Overwrite,
+        options: WireOptions::from(&PutOptions::new().readers(1)),
         len: BIG as u64,
     };
     send.write_all(&frame::encode(FrameKind::Request, &put)?)
@@ -207,27 +214,41 @@ async fn two_gateways_in_two_processes_exchange_messages_and_64_mib_objects() ->
     let dir = tempfile::tempdir()?;
     write_certs(dir.path())?;
     let a = start(dir.path(), "cluster-a", "cluster-b").await?;
-    let mut node0 = a.manager.register(NodeId(0))?;
-    let mut kid = Kid::spawn("exchange", dir.path(), a.gateway.local_addr()?)?;
+    let mut node0 = a.hybrid.register(NodeId(0))?;
+    let mut kid = Kid::spawn("exchange", dir.path(), a.hybrid.gateway().local_addr()?)?;
     let b_addr: std::net::SocketAddr =
         tokio::task::block_in_place(|| kid.expect("ADDR"))?.parse()?;
+    a.hybrid.add_peer("cluster-b", b_addr)?;
 
     let key = ObjectKey::round("fed", "node_0", 1)?;
-    let peer = a.gateway.peer("cluster-b", b_addr)?;
-    let done = peer
-        .deliver(
-            NodeId(1),
-            &Message::key("fed", NodeId(0), 1, &key),
-            Some((&key, &pattern(BIG, 1))),
+    a.store.put(&key, pattern(BIG, 1)).await?;
+    let report = a
+        .hybrid
+        .publish(
+            Message::key("fed", NodeId(0), 1, &key),
+            Targets::one(NodeId(1)),
         )
         .await?;
-    ensure!(!done.duplicate);
+    ensure!(report.is_complete(), "{report:?}");
+    ensure!(report.object_bytes_sent == BIG as u64);
+    a.store.delete(&key).await?;
 
     let reply = node0.recv_timeout(Duration::from_secs(20)).await?;
     let reply_key = reply.body_key().context("a key")?;
     ensure!(reply_key.as_str() == "fed/node_1/round_1");
     let object = a.store.get(&reply_key).await?.context("stored")?;
     ensure!(object == pattern(BIG, 2), "the reply object differs");
+    ensure!(
+        a.store
+            .head(&reply_key)
+            .await?
+            .context("head")?
+            .readers
+            .count()
+            == Some(1)
+    );
+    ensure!(a.store.release(&reply_key).await? == ReleaseOutcome::Deleted);
+    ensure!(a.store.is_empty().await?);
     tokio::task::block_in_place(|| kid.expect("DONE"))?;
     let status = tokio::task::block_in_place(|| kid.child.wait())?;
     ensure!(status.success(), "child failed: {status}");
@@ -239,12 +260,12 @@ async fn a_sender_killed_mid_object_leaves_nothing_partial() -> Result<()> {
     let dir = tempfile::tempdir()?;
     write_certs(dir.path())?;
     let a = start(dir.path(), "cluster-a", "cluster-b").await?;
-    let mut kid = Kid::spawn("cut", dir.path(), a.gateway.local_addr()?)?;
+    let mut kid = Kid::spawn("cut", dir.path(), a.hybrid.gateway().local_addr()?)?;
     tokio::task::block_in_place(|| kid.expect("HALF"))?;
     kid.child.kill()?; // SIGKILL: no goodbye on the wire; the gateway's timeouts notice.
     kid.child.wait()?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while a.gateway.stats().requests_failed == 0 {
+    while a.hybrid.gateway().stats().requests_failed == 0 {
         ensure!(
             tokio::time::Instant::now() < deadline,
             "the cut put never failed"
@@ -252,6 +273,7 @@ async fn a_sender_killed_mid_object_leaves_nothing_partial() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     ensure!(a.store.is_empty().await?, "a partial object was stored");
-    ensure!(a.store.stats().await?.bytes == 0);
+    let stats = a.store.stats().await?;
+    ensure!(stats.bytes == 0 && stats.reserved == 0, "{stats:?}");
     Ok(())
 }

@@ -2,18 +2,17 @@
 //! stream per request, retries of idempotent requests.
 
 use std::net::SocketAddr;
-use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gos_store::BufferPool;
+use gos_store::{BufferPool, Clock};
 use quinn::{Connection, Endpoint, RecvStream, SendStream, VarInt};
 
 use crate::config::{ClientConfig, Timeouts, WireLimits};
 use crate::error::GatewayError;
 use crate::frame::{FrameKind, PREFIX_LEN, Reply, Request, Response};
-use crate::io::{self, code, timed};
+use crate::io::{self, Deadline, code, timed};
 use crate::tls::cluster_dns_name;
 
 /// Whether a request may be sent again after a failure whose outcome is unknown.
@@ -40,6 +39,7 @@ pub(crate) struct Link {
     conn: tokio::sync::Mutex<Option<Connection>>,
     /// Warm buffers for received objects.
     pool: Arc<BufferPool>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Link {
@@ -63,12 +63,18 @@ impl Link {
             max_attempts: config.max_attempts.max(1),
             conn: tokio::sync::Mutex::new(None),
             pool: Arc::new(BufferPool::new(config.pool_bytes)),
+            clock: config.clock.clone(),
         })
     }
 
     /// The peer's cluster id.
     pub(crate) fn cluster(&self) -> &str {
         &self.cluster
+    }
+
+    /// The clock that turns a lease left into a deadline.
+    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// The live connection, or a new one if there is none or it was closed.
@@ -157,41 +163,63 @@ impl Link {
     ) -> Result<(Reply, Option<Bytes>), GatewayError> {
         let io = self.timeouts.io;
         let (mut send, mut recv) = timed("opening a stream", io, conn.open_bi()).await??;
-        let mut prefix = [0u8; PREFIX_LEN];
-        // Send the request while watching for an early answer: a gateway that refuses an
-        // object (too large, no room) answers before reading it and stops our stream.
+        let max = self.limits.max_response_header;
+        let deadline = Deadline::transfer(object.map_or(0, |o| o.len() as u64), &self.limits, io);
+        // Send the request while watching for an answer: a gateway admits an object
+        // (`Admitted`) before it reads it, and one that refuses (too large, no room, busy, not
+        // allowed) answers at once and stops our stream.
         let (first, sent) = {
-            let mut sending = pin!(send_request(&mut send, request, object, io));
-            let mut first = pin!(recv.read_exact(&mut prefix));
-            tokio::select! {
-                read = &mut first => (read, None),
-                sent = &mut sending => {
-                    let read = timed("waiting for the reply", io, &mut first).await;
-                    match (read, sent) {
-                        (Ok(read), sent) => (read, Some(sent)),
-                        (Err(timeout), Ok(())) => return Err(timeout),
-                        (Err(_), Err(send_error)) => return Err(send_error),
+            let sending = send_request(&mut send, request, object, &deadline);
+            let reading = read_first(&mut recv, max, io);
+            tokio::pin!(sending, reading);
+            let mut sent: Option<Result<(), GatewayError>> = None;
+            let mut first: Option<Result<Response, GatewayError>> = None;
+            let wait = tokio::time::sleep(deadline.total);
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    r = &mut reading, if first.is_none() => first = Some(r),
+                    s = &mut sending, if sent.is_none() => {
+                        sent = Some(s);
+                        // From here the answer must come within `io` (twice for a delivery,
+                        // whose mailboxes wait up to `io` each, concurrently).
+                        wait.as_mut().reset(tokio::time::Instant::now() + io * 2);
                     }
+                    () = &mut wait, if sent.is_some() && first.is_none() => {
+                        return Err(match sent {
+                            Some(Err(e)) => e,
+                            _ => GatewayError::Timeout { operation: "waiting for the reply", after: io * 2 },
+                        });
+                    }
+                }
+                match &first {
+                    // Admitted: keep sending the object.
+                    Some(Ok(Response::Ok(Reply::Admitted))) if sent.is_none() => {}
+                    Some(_) => break (first, sent),
+                    None => {}
                 }
             }
         };
-        match (first, sent) {
-            (Ok(()), None) => {
-                // Answered before we finished sending: abandon the rest of the object.
-                send.reset(VarInt::from_u32(code::CANCELLED)).ok();
+        let (response, sent) = match (first, sent) {
+            (Some(Ok(response)), sent) => {
+                if sent.is_none() && !matches!(response, Response::Ok(Reply::Admitted)) {
+                    // Answered before we finished sending: abandon the rest of the object.
+                    send.reset(VarInt::from_u32(code::CANCELLED)).ok();
+                }
+                (response, sent)
             }
-            (Ok(()), Some(_)) => {}
-            (Err(_), Some(Err(send_error))) => return Err(send_error),
-            (Err(read_error), _) => return Err(read_error.into()),
-        }
-        let response: Response = io::read_frame_after_prefix(
-            &mut recv,
-            &prefix,
-            FrameKind::Response,
-            self.limits.max_response_header,
-            io,
-        )
-        .await?;
+            (Some(Err(_)), Some(Err(send_error))) => return Err(send_error),
+            (Some(Err(read_error)), _) => return Err(read_error),
+            (None, _) => unreachable!("the loop ends with an answer"),
+        };
+        let response = match (response, sent) {
+            (Response::Ok(Reply::Admitted), Some(Err(send_error))) => return Err(send_error),
+            (Response::Ok(Reply::Admitted), _) => {
+                // The object went out; the commit's answer follows.
+                io::read_frame(&mut recv, FrameKind::Response, max, io * 2).await?
+            }
+            (other, _) => other,
+        };
         match response {
             Response::Ok(Reply::Object(Some(len))) => {
                 let object = self.recv_object(&mut recv, len).await?;
@@ -202,6 +230,45 @@ impl Link {
         }
     }
 
+    /// Opens a stream for a reservation of `len` bytes: sends the put's header and waits until
+    /// the gateway has reserved the space in its store. The object goes out at commit.
+    pub(crate) async fn open_upload(
+        &self,
+        request: &Request,
+        len: u64,
+    ) -> Result<Upload, GatewayError> {
+        let io = self.timeouts.io;
+        let conn = self.connection().await?;
+        let opened = async {
+            let (mut send, mut recv) = timed("opening a stream", io, conn.open_bi()).await??;
+            io::write_frame(&mut send, FrameKind::Request, request, io).await?;
+            let first: Response = io::read_frame(
+                &mut recv,
+                FrameKind::Response,
+                self.limits.max_response_header,
+                io,
+            )
+            .await?;
+            match first {
+                Response::Ok(Reply::Admitted) => Ok(Upload {
+                    send,
+                    recv,
+                    len,
+                    limits: self.limits,
+                    io,
+                    done: false,
+                }),
+                Response::Ok(other) => Err(GatewayError::UnexpectedReply(format!("{other:?}"))),
+                Response::Err(e) => Err(GatewayError::Remote(e)),
+            }
+        };
+        let result = opened.await;
+        if result.as_ref().is_err_and(GatewayError::is_transport) {
+            self.forget(&conn).await;
+        }
+        result
+    }
+
     async fn recv_object(&self, recv: &mut RecvStream, len: u64) -> Result<Bytes, GatewayError> {
         if len > self.limits.max_object {
             recv.stop(VarInt::from_u32(code::REFUSED)).ok();
@@ -210,15 +277,16 @@ impl Link {
                 max: self.limits.max_object,
             });
         }
-        let len = usize::try_from(len).map_err(|_| GatewayError::ObjectTooLarge {
+        let size = usize::try_from(len).map_err(|_| GatewayError::ObjectTooLarge {
             size: len,
             max: usize::MAX as u64,
         })?;
         // Received straight into a warm buffer of the pool; the `Bytes` gives it back when
         // the caller drops the object.
-        let mut buf = self.pool.take(len);
-        match io::recv_object_into(recv, &mut buf[..len], self.timeouts.io).await {
-            Ok(()) => Ok(self.pool.freeze(buf, len)),
+        let mut buf = self.pool.take(size);
+        let deadline = Deadline::transfer(len, &self.limits, self.timeouts.io);
+        match io::recv_object_into(recv, &mut buf[..size], &deadline).await {
+            Ok(()) => Ok(self.pool.freeze(buf, size)),
             Err(e) => {
                 self.pool.give(buf);
                 Err(e)
@@ -227,15 +295,80 @@ impl Link {
     }
 }
 
+impl Drop for Link {
+    fn drop(&mut self) {
+        // Tell the gateway at once (best effort) rather than leave it a connection that
+        // counts against our identity's cap until its idle timeout.
+        if let Ok(guard) = self.conn.try_lock()
+            && let Some(conn) = guard.as_ref()
+        {
+            conn.close(VarInt::from_u32(0), b"client closed");
+        }
+    }
+}
+
+/// The stream of a reservation at a remote store: admitted (the space is charged there), the
+/// object not sent yet.
+#[derive(Debug)]
+pub(crate) struct Upload {
+    send: SendStream,
+    recv: RecvStream,
+    len: u64,
+    limits: WireLimits,
+    io: Duration,
+    done: bool,
+}
+
+impl Upload {
+    /// Sends the object and waits for the commit's answer.
+    pub(crate) async fn commit(mut self, object: Bytes) -> Result<(), GatewayError> {
+        debug_assert_eq!(object.len() as u64, self.len);
+        self.done = true;
+        let deadline = Deadline::transfer(self.len, &self.limits, self.io);
+        io::send_object(&mut self.send, &object, &deadline).await?;
+        self.send
+            .finish()
+            .map_err(|e| GatewayError::Stream(e.to_string()))?;
+        let max = self.limits.max_response_header;
+        match io::read_frame(&mut self.recv, FrameKind::Response, max, self.io * 2).await? {
+            Response::Ok(Reply::Done) => Ok(()),
+            Response::Ok(other) => Err(GatewayError::UnexpectedReply(format!("{other:?}"))),
+            Response::Err(e) => Err(GatewayError::Remote(e)),
+        }
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if !self.done {
+            // Dropped uncommitted: the gateway drops its reservation.
+            self.send.reset(VarInt::from_u32(code::CANCELLED)).ok();
+            self.recv.stop(VarInt::from_u32(code::CANCELLED)).ok();
+        }
+    }
+}
+
+/// Reads the first response frame: its prefix without a timeout of its own (it may come only
+/// after a long upload; the caller bounds the wait), its header within `io`.
+async fn read_first(
+    recv: &mut RecvStream,
+    max: u32,
+    io: Duration,
+) -> Result<Response, GatewayError> {
+    let mut prefix = [0u8; PREFIX_LEN];
+    recv.read_exact(&mut prefix).await?;
+    io::read_frame_after_prefix(recv, &prefix, FrameKind::Response, max, io).await
+}
+
 async fn send_request(
     send: &mut SendStream,
     request: &Request,
     object: Option<&Bytes>,
-    io: Duration,
+    deadline: &Deadline,
 ) -> Result<(), GatewayError> {
-    io::write_frame(send, FrameKind::Request, request, io).await?;
+    io::write_frame(send, FrameKind::Request, request, deadline.io).await?;
     if let Some(object) = object {
-        io::send_object(send, object, io).await?;
+        io::send_object(send, object, deadline).await?;
     }
     send.finish()
         .map_err(|e| GatewayError::Stream(e.to_string()))

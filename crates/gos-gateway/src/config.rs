@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use gos_store::Clock;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{EndpointConfig, IdleTimeout, TransportConfig, VarInt};
 use rustls_pki_types::CertificateDer;
@@ -44,16 +45,42 @@ pub struct WireLimits {
     pub max_response_header: u32,
     /// The largest object accepted on the wire, either way; the store's own limits apply too.
     pub max_object: u64,
+    /// The slowest transfer accepted, in bytes per second: a whole request must finish within
+    /// `timeouts.io + len / min_rate` (its object received and committed, or sent), so a
+    /// trickling sender or a slow reader cannot hold a reservation or a pinned value for
+    /// ever. At least 1.
+    pub min_rate: u64,
+    /// Connections one identity may hold at once; requests on more are answered
+    /// [`Busy`](gos_store::Error::Busy).
+    pub max_connections_per_peer: u32,
+    /// Connections a gateway accepts in all; more are refused at the handshake.
+    pub max_connections: u32,
+    /// Object bytes one identity may have in flight at once (being received or sent);
+    /// a request over it is answered [`Busy`](gos_store::Error::Busy) before any is reserved.
+    pub max_in_flight_per_peer: u64,
 }
 
 impl Default for WireLimits {
-    /// 256 KiB request headers, 64 MiB response headers, 4 GiB objects.
+    /// 256 KiB request headers, 64 MiB response headers, 4 GiB objects; at least 1 MiB/s;
+    /// 32 connections per identity, 1024 in all; 4 GiB in flight per identity.
     fn default() -> Self {
         WireLimits {
             max_request_header: 256 << 10,
             max_response_header: 64 << 20,
             max_object: 4 << 30,
+            min_rate: 1 << 20,
+            max_connections_per_peer: 32,
+            max_connections: 1024,
+            max_in_flight_per_peer: 4 << 30,
         }
+    }
+}
+
+impl WireLimits {
+    /// How long a whole transfer of `len` bytes may take: `io + len / min_rate`.
+    pub fn transfer_time(&self, len: u64, io: Duration) -> Duration {
+        let rate = self.min_rate.max(1);
+        io.saturating_add(Duration::from_secs_f64(len as f64 / rate as f64))
     }
 }
 
@@ -222,6 +249,9 @@ pub struct GatewayConfig {
     pub dedup_window: usize,
     /// How many times an idempotent request to a peer is tried before giving up.
     pub max_attempts: u32,
+    /// The clock leases are read with when they cross the wire (what is left of a lease is
+    /// sent as a duration): the served store's clock.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl GatewayConfig {
@@ -235,6 +265,7 @@ impl GatewayConfig {
             transport: TransportTuning::default(),
             dedup_window: 100_000,
             max_attempts: 3,
+            clock: gos_store::system_clock(),
         }
     }
 }
@@ -261,6 +292,8 @@ pub struct ClientConfig {
     /// are dropped, so that a client reading a model every round does not fault fresh pages
     /// each time (default 512 MiB; 0 keeps none).
     pub pool_bytes: u64,
+    /// The clock that turns a lease left (a duration on the wire) into a deadline.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl ClientConfig {
@@ -275,6 +308,7 @@ impl ClientConfig {
             transport: TransportTuning::default(),
             max_attempts: 3,
             pool_bytes: 512 << 20,
+            clock: gos_store::system_clock(),
         }
     }
 }

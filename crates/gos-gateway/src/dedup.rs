@@ -8,12 +8,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 /// cluster is one delivery per node.
 type Id = (Arc<str>, u128, u32);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Slot {
     /// A delivery with this id is under way.
     InFlight,
-    /// Delivered.
-    Delivered,
+    /// Done: delivered (`Ok`) or failed for good (the object released on the node's behalf).
+    Done(Result<(), String>),
 }
 
 /// Message ids by sending cluster: ids in flight, and the last `capacity` delivered.
@@ -29,18 +29,18 @@ pub(crate) struct Dedup {
 #[derive(Debug, Default)]
 struct State {
     slots: HashMap<Id, Slot>,
-    /// Delivered ids, oldest first; evicted past `capacity`.
+    /// Finished ids, oldest first; evicted past `capacity`.
     delivered: VecDeque<Id>,
 }
 
 /// The outcome of [`Dedup::claim`].
 #[derive(Debug)]
 pub(crate) enum Claim<'a> {
-    /// First time seen: deliver it, then call [`ClaimGuard::delivered`]. Dropping the guard
+    /// First time seen: deliver it, then call [`ClaimGuard::finish`]. Dropping the guard
     /// without that releases the id, so that a retry can try again.
     New(ClaimGuard<'a>),
-    /// Already delivered: a retry.
-    Delivered,
+    /// Already done (a retry): how it ended.
+    Done(Result<(), String>),
     /// Being delivered right now by another stream.
     InFlight,
 }
@@ -71,7 +71,7 @@ impl Dedup {
         let key = (peer.clone(), id, to);
         let mut state = self.state();
         match state.slots.get(&key) {
-            Some(Slot::Delivered) => Claim::Delivered,
+            Some(Slot::Done(outcome)) => Claim::Done(outcome.clone()),
             Some(Slot::InFlight) => Claim::InFlight,
             None => {
                 state.slots.insert(key.clone(), Slot::InFlight);
@@ -90,11 +90,11 @@ impl Dedup {
 }
 
 impl ClaimGuard<'_> {
-    /// Marks the id delivered: later claims of it are [`Claim::Delivered`].
-    pub(crate) fn delivered(mut self) {
+    /// Records how the delivery ended: later claims of the id are [`Claim::Done`] with it.
+    pub(crate) fn finish(mut self, outcome: Result<(), String>) {
         let Some(id) = self.id.take() else { return };
         let mut state = self.dedup.state();
-        state.slots.insert(id.clone(), Slot::Delivered);
+        state.slots.insert(id.clone(), Slot::Done(outcome));
         state.delivered.push_back(id);
         while state.delivered.len() > self.dedup.capacity {
             if let Some(old) = state.delivered.pop_front() {
@@ -117,7 +117,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_delivered_id_is_a_duplicate_until_it_leaves_the_window() {
+    fn a_finished_id_is_a_duplicate_until_it_leaves_the_window() {
         let dedup = Dedup::new(2);
         let a: Arc<str> = Arc::from("a");
         let b: Arc<str> = Arc::from("b");
@@ -128,14 +128,15 @@ mod tests {
         // Another cluster's id space is its own, and so is another target node's.
         assert!(matches!(dedup.claim(&b, 1, 0), Claim::New(_)));
         assert!(matches!(dedup.claim(&a, 1, 1), Claim::New(_)));
-        guard.delivered();
-        assert!(matches!(dedup.claim(&a, 1, 0), Claim::Delivered));
+        guard.finish(Ok(()));
+        assert!(matches!(dedup.claim(&a, 1, 0), Claim::Done(Ok(()))));
         for id in 2..=3 {
             let Claim::New(g) = dedup.claim(&a, id, 0) else {
                 panic!("new")
             };
-            g.delivered();
+            g.finish(Err("mailbox full".into()));
         }
+        assert!(matches!(dedup.claim(&a, 3, 0), Claim::Done(Err(e)) if e == "mailbox full"));
         assert_eq!(dedup.remembered(), 2);
         assert!(matches!(dedup.claim(&a, 1, 0), Claim::New(_)), "evicted");
     }

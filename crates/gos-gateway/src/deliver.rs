@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -11,16 +12,25 @@ use gos_topology::{Message, NodeId, TopologyError, TopologyManager};
 
 use crate::client::{Link, Retry};
 use crate::error::GatewayError;
-use crate::frame::{Delivery, ObjectHeader, Reply, Request};
+use crate::frame::{Delivery, ObjectHeader, Reply, Request, TargetOutcome};
 use crate::remote::RemoteStore;
 
 /// Where a receiving gateway puts the messages peers deliver: a node's mailbox.
 #[async_trait]
 pub trait DeliveryTarget: Send + Sync + fmt::Debug + 'static {
     /// Hands `message`, from cluster `from`, to node `to` of this cluster. Called once per
-    /// message id (retries are deduplicated before), after its object has been committed to
-    /// the local store.
+    /// message id and target (retries are deduplicated before), after its object has been
+    /// committed to the local store.
     async fn deliver(&self, from: &str, to: NodeId, message: Message) -> Result<(), TopologyError>;
+
+    /// The cluster `node` belongs to, if this target knows (a hybrid topology does). The
+    /// gateway authorises a [`Role::Peer`](crate::tls::Role::Peer) by it: a peer cluster
+    /// delivers only from its own nodes and writes only under its own nodes' keys. The
+    /// default knows no cluster, so a peer owns nothing.
+    fn cluster_of(&self, node: NodeId) -> Option<String> {
+        let _ = node;
+        None
+    }
 }
 
 #[async_trait]
@@ -35,12 +45,15 @@ impl DeliveryTarget for TopologyManager {
     }
 }
 
-/// The outcome of a delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Delivered {
-    /// True when the peer had already delivered this message id (our earlier attempt reached
-    /// it but its answer did not reach us); the mailbox got it once either way.
-    pub duplicate: bool,
+/// An object sent with a delivery: its key, its bytes and what is left of its lease.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    /// The key it is stored under, at the peer as here.
+    pub key: &'a ObjectKey,
+    /// Its bytes.
+    pub bytes: &'a Bytes,
+    /// What is left of its lease here; the peer applies it with its own clock.
+    pub lease: Option<Duration>,
 }
 
 /// A client of a peer cluster's gateway, made by [`Gateway::peer`](crate::Gateway::peer).
@@ -73,26 +86,36 @@ impl Peer {
         }
     }
 
-    /// Delivers `message` to node `to` of the peer cluster, with `object` stored in the peer's
-    /// store under its key first. Retried on a new connection when the transport fails: the
-    /// peer deduplicates by message id, so the mailbox gets the message exactly once.
+    /// Delivers `message` to the nodes `to` of the peer cluster, with `object` stored once in
+    /// the peer's store under its key first, with one reader per target node the peer
+    /// accepts and the lease given. Returns what happened for each target: a target whose
+    /// delivery failed needs no cleanup here, the peer released its copy on that node's
+    /// behalf (or never stored it).
+    ///
+    /// Retried on a new connection when the transport fails: the peer deduplicates by
+    /// message id and target, so each mailbox gets the message at most once and a retry
+    /// learns how the first attempt ended.
     pub async fn deliver(
         &self,
-        to: NodeId,
+        to: &[NodeId],
         message: &Message,
-        object: Option<(&ObjectKey, &Bytes)>,
-    ) -> Result<Delivered, GatewayError> {
+        object: Option<Outgoing<'_>>,
+    ) -> Result<Vec<(NodeId, TargetOutcome)>, GatewayError> {
         let request = Request::Deliver(Box::new(Delivery {
-            to: to.0,
+            to: to.iter().map(|n| n.0).collect(),
             message: message.clone(),
-            object: object.map(|(key, bytes)| ObjectHeader {
-                key: key.clone(),
-                len: bytes.len() as u64,
+            object: object.map(|o| ObjectHeader {
+                key: o.key.clone(),
+                len: o.bytes.len() as u64,
+                lease: o.lease,
             }),
         }));
-        let payload = object.map(|(_, bytes)| bytes);
+        let payload = object.map(|o| o.bytes);
         match self.link.call(&request, payload, Retry::Idempotent).await? {
-            (Reply::Delivered { duplicate }, _) => Ok(Delivered { duplicate }),
+            (Reply::Delivered(outcomes), _) => Ok(outcomes
+                .into_iter()
+                .map(|(node, outcome)| (NodeId(node), outcome))
+                .collect()),
             (other, _) => Err(GatewayError::UnexpectedReply(format!("{other:?}"))),
         }
     }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::frame::{FrameError, RemoteError};
+use crate::frame::FrameError;
 use crate::tls::TlsError;
 
 /// Why a gateway operation failed.
@@ -52,9 +52,9 @@ pub enum GatewayError {
         /// The maximum.
         max: u64,
     },
-    /// The peer answered with an error.
+    /// The peer answered with an error: the remote store's (or gateway's) own.
     #[error("the peer refused: {0}")]
-    Remote(RemoteError),
+    Remote(gos_store::Error),
     /// The peer answered something that does not answer the request.
     #[error("unexpected reply from the peer: {0}")]
     UnexpectedReply(String),
@@ -69,6 +69,9 @@ pub enum GatewayError {
         /// Its cluster.
         cluster: String,
     },
+    /// The gateway's configuration is unusable.
+    #[error("invalid gateway configuration: {0}")]
+    InvalidConfig(String),
     /// A hybrid topology's cluster assignment does not fit its graph.
     #[error("invalid hybrid topology: {0}")]
     InvalidHybrid(String),
@@ -94,7 +97,7 @@ impl GatewayError {
 
     /// True when retrying the same request may succeed (transport failures, a busy peer).
     pub fn is_retryable(&self) -> bool {
-        self.is_transport() || matches!(self, GatewayError::Remote(RemoteError::Busy(_)))
+        self.is_transport() || matches!(self, GatewayError::Remote(e) if e.is_retryable())
     }
 }
 
@@ -132,7 +135,7 @@ impl From<GatewayError> for gos_store::Error {
     /// [`Corrupted`](gos_store::Error::Corrupted), anything else a `"remote"` backend error.
     fn from(e: GatewayError) -> Self {
         match e {
-            GatewayError::Remote(remote) => remote.into(),
+            GatewayError::Remote(remote) => remote,
             GatewayError::Store(store) => store,
             GatewayError::Timeout { operation, after } => {
                 gos_store::Error::Timeout { operation, after }

@@ -23,15 +23,17 @@
 //! into the receiving store's reservation, and its length (in the header) is checked against
 //! the limits before a single payload byte is read.
 
-use std::fmt;
+use std::time::Duration;
 
-use gos_store::{KeyError, KeyPrefix, Limits, ObjectKey, PutMode, StoreStats};
+use gos_store::{
+    KeyPrefix, Limits, ObjectKey, PutMode, PutOptions, Readers, ReleaseOutcome, StoreStats,
+};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 /// The first two bytes of every frame.
 pub const MAGIC: [u8; 2] = *b"GI";
 /// The frame format version this build speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Length of the fixed prefix, in bytes.
 pub const PREFIX_LEN: usize = 8;
 /// Length of the checksum trailer after an object, in bytes.
@@ -84,12 +86,15 @@ pub enum Request {
     Ping,
     /// The store's [`Limits`].
     Limits,
-    /// Store an object of `len` bytes, which follows the header (with its checksum).
+    /// Store an object of `len` bytes with `options`. The gateway reserves the space in its
+    /// store first and answers [`Reply::Admitted`] (or an error) before it reads the object;
+    /// the object (with its checksum) follows the header, and a final [`Reply::Done`] answers
+    /// the commit. A client may send the object at once (a put) or later (a reservation).
     Put {
         /// Where to store it.
         key: ObjectKey,
-        /// Overwrite or create.
-        mode: PutMode,
+        /// Mode, readers and lease.
+        options: WireOptions,
         /// The object's length in bytes.
         len: u64,
     },
@@ -98,8 +103,18 @@ pub enum Request {
         /// Which one.
         key: ObjectKey,
     },
+    /// An object's size, readers left and lease left; answered with [`Reply::Meta`].
+    Head {
+        /// Which one.
+        key: ObjectKey,
+    },
     /// Delete an object; answered with [`Reply::Bool`].
     Delete {
+        /// Which one.
+        key: ObjectKey,
+    },
+    /// One reader is done with an object; answered with [`Reply::Released`].
+    Release {
         /// Which one.
         key: ObjectKey,
     },
@@ -113,43 +128,88 @@ pub enum Request {
         /// The prefix.
         prefix: KeyPrefix,
     },
+    /// Round retention: delete a federation's rounds before `round`; answered with
+    /// [`Reply::Count`].
+    DeleteRoundsBefore {
+        /// The federation (one key segment).
+        fed_id: String,
+        /// The first round kept.
+        round: u64,
+    },
+    /// Remove expired objects; answered with [`Reply::Count`].
+    Sweep,
     /// The number of keys; answered with [`Reply::Count`].
     Len,
     /// The store's occupancy; answered with [`Reply::Stats`].
     Stats,
-    /// Deliver a message to a node of the receiving cluster, with an optional object that
-    /// follows the header and is stored under `object.key` before the message is delivered.
+    /// Deliver a message to nodes of the receiving cluster, with an optional object that
+    /// follows the header and is stored under `object.key` (with one reader per target node
+    /// the receiver accepts) before the message is delivered.
     Deliver(Box<Delivery>),
 }
 
-/// A message for a node of the receiving cluster, and the object that travels with it.
+/// A put's options on the wire. The lease is a duration relative to the put: the receiving
+/// store computes the deadline with its own clock, so the two hosts' clocks need not agree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireOptions {
+    /// Overwrite or create.
+    pub mode: PutMode,
+    /// How many releases delete the object.
+    pub readers: Readers,
+    /// How long after the put the store removes it by itself.
+    pub lease: Option<Duration>,
+}
+
+impl From<&PutOptions> for WireOptions {
+    fn from(o: &PutOptions) -> Self {
+        WireOptions {
+            mode: o.mode,
+            readers: o.readers,
+            lease: o.lease,
+        }
+    }
+}
+
+impl From<WireOptions> for PutOptions {
+    fn from(o: WireOptions) -> Self {
+        PutOptions::new()
+            .mode(o.mode)
+            .with_readers(o.readers)
+            .with_lease(o.lease)
+    }
+}
+
+/// A message for nodes of the receiving cluster, and the object that travels with it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Delivery {
-    /// The target node, in the receiving cluster's topology.
-    pub to: u32,
+    /// The target nodes, in the receiving cluster (each gets the message once).
+    pub to: Vec<u32>,
     /// The message, as the topology routes it (key only).
     pub message: gos_topology::Message,
     /// The object that travels with it, if any.
     pub object: Option<ObjectHeader>,
 }
 
-/// An object announced by a header: its key and length; the bytes follow the header.
+/// An object announced by a header: its key, length and lease; the bytes follow the header.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectHeader {
     /// The key to store it under.
     pub key: ObjectKey,
     /// Its length in bytes.
     pub len: u64,
+    /// What is left of its lease at the sender (relative: the receiver's clock applies it).
+    pub lease: Option<Duration>,
 }
 
 /// A response, the header of the frame that answers a request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Response {
-    /// The request succeeded.
+    /// The request succeeded (or, for [`Reply::Admitted`], may go on).
     Ok(Reply),
-    /// The request failed.
-    Err(RemoteError),
+    /// The request failed: the store's (or the gateway's) error, as the one
+    /// [`gos_store::Error`] type.
+    Err(gos_store::Error),
 }
 
 /// What a successful request returns.
@@ -176,235 +236,38 @@ pub enum Reply {
     /// The answer to a get: `None` when the key is missing; otherwise the object's length,
     /// and the object and its checksum follow.
     Object(Option<u64>),
-    /// A delivery reached the target's mailbox; `duplicate` when this message id had already
-    /// been delivered (a retry) and nothing was done.
-    Delivered {
-        /// True when this was a retry of a message already delivered.
-        duplicate: bool,
-    },
+    /// The answer to a head: `None` when the key is missing.
+    Meta(Option<WireMeta>),
+    /// What a release did.
+    Released(ReleaseOutcome),
+    /// A put's space is reserved in the store: send the object. A second response frame
+    /// answers the commit.
+    Admitted,
+    /// What a delivery did, per target node.
+    Delivered(Vec<(u32, TargetOutcome)>),
 }
 
-/// An error as it travels on the wire; maps one to one onto [`gos_store::Error`] where a
-/// variant exists there.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
-#[non_exhaustive]
-pub enum RemoteError {
-    /// An invalid key or prefix.
-    #[error("invalid key: {0}")]
-    InvalidKey(WireKeyError),
-    /// A value over the store's maximum value size, or the gateway's maximum object size.
-    #[error("value of {size} bytes is larger than the maximum of {max} bytes")]
-    TooLarge {
-        /// The size refused.
-        size: u64,
-        /// The maximum.
-        max: u64,
-    },
-    /// The store has no room.
-    #[error("store full: {requested} bytes requested, {available} bytes available")]
-    StoreFull {
-        /// Bytes needed.
-        requested: u64,
-        /// Bytes free.
-        available: u64,
-    },
-    /// The store holds its maximum number of entries.
-    #[error("store full: it already holds its maximum of {max} entries")]
-    TooManyEntries {
-        /// The maximum.
-        max: u64,
-    },
-    /// A create found the key present.
-    #[error("key `{key}` already exists")]
-    AlreadyExists {
-        /// The key.
-        key: ObjectKey,
-    },
-    /// Something timed out on the gateway's side.
-    #[error("{operation} timed out after {after_ms} ms")]
-    Timeout {
-        /// What was waited for.
-        operation: String,
-        /// After how long, in milliseconds.
-        after_ms: u64,
-    },
-    /// Data failed an integrity check (a bad checksum on an incoming object).
-    #[error("data corrupted: {0}")]
-    Corrupted(String),
-    /// The gateway or its store cannot serve now.
-    #[error("unavailable: {0}")]
-    Unavailable(String),
-    /// The store failed in a way of its own.
-    #[error("{backend} backend error: {message}")]
-    Backend {
-        /// The backend's name.
-        backend: String,
-        /// Its error, as text.
-        message: String,
-    },
-    /// The request frame was malformed, truncated or oversized.
-    #[error("bad request frame: {0}")]
-    BadFrame(String),
-    /// The gateway does not serve this request (no delivery target configured, unknown node).
-    #[error("refused: {0}")]
-    Refused(String),
-    /// The message could not be put into the target's mailbox.
-    #[error("delivery failed: {0}")]
-    Delivery(String),
-    /// A delivery with this message id is in progress; retry later.
-    #[error("busy: {0}")]
-    Busy(String),
+/// [`ObjectMeta`](gos_store::ObjectMeta) on the wire: the lease is what is left of it, relative.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireMeta {
+    /// Size of the value, in bytes.
+    pub size: u64,
+    /// Releases still expected.
+    pub readers: Readers,
+    /// Time left before the store removes it, if it has a lease.
+    pub expires_in: Option<Duration>,
 }
 
-/// A [`KeyError`] on the wire.
+/// What a delivery did for one target node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub enum WireKeyError {
-    /// [`KeyError::Empty`].
-    Empty,
-    /// [`KeyError::TooLong`].
-    TooLong {
-        /// Length.
-        len: u64,
-        /// Maximum.
-        max: u64,
-    },
-    /// [`KeyError::ControlCharacter`].
-    ControlCharacter {
-        /// The character.
-        ch: char,
-        /// Its byte offset.
-        position: u64,
-    },
-    /// [`KeyError::EmptySegment`].
-    EmptySegment {
-        /// Byte offset.
-        position: u64,
-    },
-    /// Any other key error, as text.
-    Other(String),
-}
-
-impl fmt::Display for WireKeyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match KeyError::try_from(self.clone()) {
-            Ok(e) => e.fmt(f),
-            Err(text) => f.write_str(&text),
-        }
-    }
-}
-
-impl From<&KeyError> for WireKeyError {
-    fn from(e: &KeyError) -> Self {
-        match e {
-            KeyError::Empty => WireKeyError::Empty,
-            KeyError::TooLong { len, max } => WireKeyError::TooLong {
-                len: *len as u64,
-                max: *max as u64,
-            },
-            KeyError::ControlCharacter { ch, position } => WireKeyError::ControlCharacter {
-                ch: *ch,
-                position: *position as u64,
-            },
-            KeyError::EmptySegment { position } => WireKeyError::EmptySegment {
-                position: *position as u64,
-            },
-            other => WireKeyError::Other(other.to_string()),
-        }
-    }
-}
-
-impl TryFrom<WireKeyError> for KeyError {
-    type Error = String;
-    fn try_from(e: WireKeyError) -> Result<Self, String> {
-        let usize_of = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
-        Ok(match e {
-            WireKeyError::Empty => KeyError::Empty,
-            WireKeyError::TooLong { len, max } => KeyError::TooLong {
-                len: usize_of(len),
-                max: usize_of(max),
-            },
-            WireKeyError::ControlCharacter { ch, position } => KeyError::ControlCharacter {
-                ch,
-                position: usize_of(position),
-            },
-            WireKeyError::EmptySegment { position } => KeyError::EmptySegment {
-                position: usize_of(position),
-            },
-            WireKeyError::Other(text) => return Err(text),
-        })
-    }
-}
-
-impl From<&gos_store::Error> for RemoteError {
-    fn from(e: &gos_store::Error) -> Self {
-        use gos_store::Error as E;
-        match e {
-            E::InvalidKey(k) => RemoteError::InvalidKey(k.into()),
-            E::TooLarge { size, max } => RemoteError::TooLarge {
-                size: *size,
-                max: *max,
-            },
-            E::StoreFull {
-                requested,
-                available,
-            } => RemoteError::StoreFull {
-                requested: *requested,
-                available: *available,
-            },
-            E::TooManyEntries { max } => RemoteError::TooManyEntries { max: *max },
-            E::AlreadyExists { key } => RemoteError::AlreadyExists { key: key.clone() },
-            E::Timeout { operation, after } => RemoteError::Timeout {
-                operation: (*operation).to_owned(),
-                after_ms: after.as_millis().try_into().unwrap_or(u64::MAX),
-            },
-            E::Corrupted(m) => RemoteError::Corrupted(m.clone()),
-            E::Unavailable(m) => RemoteError::Unavailable(m.clone()),
-            E::Backend { backend, source } => RemoteError::Backend {
-                backend: (*backend).to_owned(),
-                message: source.to_string(),
-            },
-            other => RemoteError::Backend {
-                backend: "gateway".to_owned(),
-                message: other.to_string(),
-            },
-        }
-    }
-}
-
-impl From<RemoteError> for gos_store::Error {
-    /// The typed store errors come back as the same variants; the gateway's own refusals
-    /// become [`gos_store::Error::Backend`] errors of the `"remote"` backend.
-    fn from(e: RemoteError) -> Self {
-        use gos_store::Error as E;
-        match e {
-            RemoteError::InvalidKey(k) => match KeyError::try_from(k) {
-                Ok(k) => E::InvalidKey(k),
-                Err(text) => E::backend("remote", format!("invalid key: {text}")),
-            },
-            RemoteError::TooLarge { size, max } => E::TooLarge { size, max },
-            RemoteError::StoreFull {
-                requested,
-                available,
-            } => E::StoreFull {
-                requested,
-                available,
-            },
-            RemoteError::TooManyEntries { max } => E::TooManyEntries { max },
-            RemoteError::AlreadyExists { key } => E::AlreadyExists { key },
-            RemoteError::Timeout { after_ms, .. } => E::Timeout {
-                operation: "remote store operation",
-                after: std::time::Duration::from_millis(after_ms),
-            },
-            RemoteError::Corrupted(m) => E::Corrupted(m),
-            RemoteError::Unavailable(m) => E::Unavailable(m),
-            other @ (RemoteError::Backend { .. }
-            | RemoteError::BadFrame(_)
-            | RemoteError::Refused(_)
-            | RemoteError::Delivery(_)
-            | RemoteError::Busy(_)) => E::backend("remote", other),
-        }
-    }
+pub enum TargetOutcome {
+    /// The message is in the node's mailbox.
+    Delivered,
+    /// A retry: this message id had already been delivered to the node; nothing was done.
+    Duplicate,
+    /// Not delivered. The receiving gateway released the object on the node's behalf (or
+    /// never stored it), so the sender has nothing to clean up in the receiving cluster.
+    Failed(String),
 }
 
 /// Encodes one frame (prefix and header) into a new buffer.
@@ -517,7 +380,11 @@ mod tests {
     fn put(len: u64) -> Request {
         Request::Put {
             key: ObjectKey::new("fed/node_1/round_2").unwrap(),
-            mode: PutMode::Create,
+            options: WireOptions::from(
+                &PutOptions::create()
+                    .readers(3)
+                    .lease(Duration::from_millis(1500)),
+            ),
             len,
         }
     }
@@ -531,17 +398,27 @@ mod tests {
             Request::KeysWithPrefix {
                 prefix: KeyPrefix::root(),
             },
+            Request::Release {
+                key: ObjectKey::new("a/b").unwrap(),
+            },
+            Request::DeleteRoundsBefore {
+                fed_id: "fed".into(),
+                round: 7,
+            },
+            Request::Sweep,
         ] {
             let bytes = encode(FrameKind::Request, &req).unwrap();
             let (back, used): (Request, _) = decode(&bytes, FrameKind::Request, MAX).unwrap();
             assert_eq!((back, used), (req, bytes.len()));
         }
-        let resp = Response::Err(RemoteError::AlreadyExists {
-            key: ObjectKey::new("a/b").unwrap(),
-        });
-        let bytes = encode(FrameKind::Response, &resp).unwrap();
+        let reply = Reply::Meta(Some(WireMeta {
+            size: 9,
+            readers: Readers::exactly(2).unwrap(),
+            expires_in: Some(Duration::from_nanos(1_000_000_007)),
+        }));
+        let bytes = encode(FrameKind::Response, &Response::Ok(reply.clone())).unwrap();
         let (back, _): (Response, _) = decode(&bytes, FrameKind::Response, MAX).unwrap();
-        assert_eq!(back, resp);
+        assert!(matches!(back, Response::Ok(r) if r == reply));
     }
 
     #[test]
@@ -594,24 +471,43 @@ mod tests {
             },
             gos_store::Error::TooManyEntries { max: 3 },
             gos_store::Error::AlreadyExists { key: key.clone() },
-            gos_store::Error::InvalidKey(KeyError::EmptySegment { position: 2 }),
+            gos_store::Error::InvalidKey(gos_store::KeyError::EmptySegment { position: 2 }),
             gos_store::Error::Corrupted("x".into()),
             gos_store::Error::Unavailable("y".into()),
+            gos_store::Error::Busy("too many connections from `a`".into()),
+            gos_store::Error::PermissionDenied("read-only".into()),
+            gos_store::Error::InvalidArgument("fed id".into()),
         ];
         for e in cases {
-            let wire = RemoteError::from(&e);
-            let bytes = encode(FrameKind::Response, &Response::Err(wire)).unwrap();
+            let text = e.to_string();
+            let discriminant = std::mem::discriminant(&e);
+            let bytes = encode(FrameKind::Response, &Response::Err(e)).unwrap();
             let (Response::Err(back), _) = decode(&bytes, FrameKind::Response, MAX).unwrap() else {
                 panic!("not an error")
             };
-            let back = gos_store::Error::from(back);
-            assert_eq!(back.to_string(), e.to_string());
-            assert_eq!(
-                std::mem::discriminant(&back),
-                std::mem::discriminant(&e),
-                "{e}"
-            );
+            assert_eq!(back.to_string(), text);
+            assert_eq!(std::mem::discriminant(&back), discriminant, "{text}");
         }
+    }
+
+    #[test]
+    fn a_zero_reader_count_does_not_decode() {
+        // Readers::Exactly holds a NonZeroU32: a garbled count of zero is a malformed frame,
+        // never an object that the first release deletes.
+        let bytes = encode(FrameKind::Request, &put(7)).unwrap();
+        let (Request::Put { options, .. }, _) =
+            decode::<Request>(&bytes, FrameKind::Request, MAX).unwrap()
+        else {
+            panic!("a put")
+        };
+        assert_eq!(options.readers.count(), Some(3));
+        let three = bytes.iter().rposition(|b| *b == 3).unwrap();
+        let mut garbled = bytes.clone();
+        garbled[three] = 0;
+        assert!(matches!(
+            decode::<Request>(&garbled, FrameKind::Request, MAX),
+            Err(FrameError::Malformed(_))
+        ));
     }
 
     #[test]

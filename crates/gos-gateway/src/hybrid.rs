@@ -5,15 +5,19 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use gos_store::ObjectStore;
+use std::time::Duration;
+
+use bytes::Bytes;
+use gos_store::{Clock, ObjectKey, ObjectStore};
 use gos_topology::{
     Mailbox, ManagerConfig, Message, MessageId, NodeId, Targets, Topology, TopologyError,
     TopologyManager,
 };
 
 use crate::config::GatewayConfig;
-use crate::deliver::{DeliveryTarget, Peer};
+use crate::deliver::{DeliveryTarget, Outgoing, Peer};
 use crate::error::GatewayError;
+use crate::frame::TargetOutcome;
 use crate::server::Gateway;
 use crate::tls::validate_cluster_id;
 
@@ -116,17 +120,53 @@ impl HybridTopology {
     }
 }
 
-/// What a hybrid publish did.
+/// What a hybrid publish did, target by target.
+///
+/// Every target is in exactly one of `local`, `remote` and `failed`. A failed target of this
+/// cluster never got the key-only message: whoever put the object with a reader count
+/// releases it on that reader's behalf. A failed target of another cluster needs nothing
+/// from the sender: its gateway released its copy on the node's behalf, or never stored it
+/// (the transport failed before the commit). See `docs/icrf.md`, "Delivery with counts".
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HybridReport {
     /// The message id.
     pub id: MessageId,
-    /// Targets in this cluster, reached through the local manager.
+    /// Targets in this cluster that got the message through the local manager.
     pub local: Vec<NodeId>,
-    /// Targets in other clusters, reached through their gateways, with their cluster.
+    /// Targets in other clusters that got it through their gateways, with their cluster.
     pub remote: Vec<(NodeId, String)>,
+    /// Targets that did not get it, with why.
+    pub failed: Vec<FailedTarget>,
     /// Object bytes sent to other clusters (once per cluster, not per node).
     pub object_bytes_sent: u64,
+}
+
+impl HybridReport {
+    /// True when every target got the message.
+    pub fn is_complete(&self) -> bool {
+        self.failed.is_empty()
+    }
+
+    /// The targets of this cluster that did not get the message.
+    pub fn failed_local(&self, cluster: &str) -> impl Iterator<Item = NodeId> + '_ {
+        let cluster = cluster.to_owned();
+        self.failed
+            .iter()
+            .filter(move |f| f.cluster == cluster)
+            .map(|f| f.node)
+    }
+}
+
+/// A target a hybrid publish did not reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedTarget {
+    /// The node.
+    pub node: NodeId,
+    /// Its cluster.
+    pub cluster: String,
+    /// Why, as text.
+    pub reason: String,
 }
 
 /// One cluster's side of a hybrid topology: its local `TopologyManager`, its store and its
@@ -142,6 +182,7 @@ pub struct HybridTopologyManager {
     store: Arc<dyn ObjectStore>,
     gateway: Gateway,
     peers: RwLock<HashMap<String, Peer>>,
+    clock: Arc<dyn Clock>,
 }
 
 impl HybridTopologyManager {
@@ -155,6 +196,7 @@ impl HybridTopologyManager {
         manager: ManagerConfig,
     ) -> Result<Self, GatewayError> {
         let cluster = gateway.tls.cluster_id()?;
+        let clock = gateway.clock.clone();
         let local = TopologyManager::new(topology.topology().clone(), manager);
         let shared: Shared = Arc::new(RwLock::new(Arc::new(topology)));
         let target: Arc<dyn DeliveryTarget> = Arc::new(LocalTarget {
@@ -170,6 +212,7 @@ impl HybridTopologyManager {
             store,
             gateway: gw,
             peers: RwLock::default(),
+            clock,
         })
     }
 
@@ -238,9 +281,15 @@ impl HybridTopologyManager {
     ///
     /// Intra-cluster targets get the key-only message through the local manager. For each
     /// other cluster with targets, the object named by the message's body key (when the body
-    /// is a key present in this cluster's store) travels once with the first delivery and is
-    /// stored there under the same key; every target there then gets the key-only message.
-    /// Deliveries are retried on transport failures and reach each mailbox exactly once.
+    /// is a key present in this cluster's store) travels once, in one delivery naming all of
+    /// that cluster's targets, with what is left of its lease; the receiving gateway stores it
+    /// under the same key with one reader per target it accepts, then hands each target the
+    /// key-only message.
+    ///
+    /// A failure of one target or one cluster does not stop the others: the report says what
+    /// happened to each target. Only a message that cannot be routed at all (a sender of
+    /// another cluster, a target that is not a neighbour, a body too large) is an error, and
+    /// then nothing was sent.
     pub async fn publish(
         &self,
         msg: Message,
@@ -268,58 +317,148 @@ impl HybridTopologyManager {
                 None => return Err(TopologyError::UnknownNode(node).into()),
             }
         }
-        let peers: Vec<(Peer, Vec<NodeId>)> = {
-            let map = self.peers.read().unwrap_or_else(PoisonError::into_inner);
-            remote
-                .iter()
-                .map(|(cluster, nodes)| {
-                    map.get(cluster)
-                        .cloned()
-                        .map(|peer| (peer, nodes.clone()))
-                        .ok_or_else(|| GatewayError::Connect {
-                            peer: cluster.clone(),
-                            reason: "no address known for this cluster (add_peer)".into(),
-                        })
-                })
-                .collect::<Result<_, _>>()?
+        let mut report = HybridReport {
+            id: msg.id,
+            local: Vec::new(),
+            remote: Vec::new(),
+            failed: Vec::new(),
+            object_bytes_sent: 0,
         };
+        let fail = |nodes: &[NodeId], cluster: &str, reason: &str| {
+            nodes
+                .iter()
+                .map(|node| FailedTarget {
+                    node: *node,
+                    cluster: cluster.to_owned(),
+                    reason: reason.to_owned(),
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut peers: Vec<(Peer, Vec<NodeId>)> = Vec::new();
+        {
+            let map = self.peers.read().unwrap_or_else(PoisonError::into_inner);
+            for (cluster, nodes) in remote {
+                match map.get(&cluster) {
+                    Some(peer) => peers.push((peer.clone(), nodes)),
+                    None => report.failed.extend(fail(
+                        &nodes,
+                        &cluster,
+                        "no address known for this cluster (add_peer)",
+                    )),
+                }
+            }
+        }
+        // The object and what is left of its lease, read once for every cluster.
         let object = match msg.body_key() {
-            Some(key) if !peers.is_empty() => self.store.get(&key).await?.map(|v| (key, v)),
+            Some(key) if !peers.is_empty() => match self.outgoing(&key).await {
+                Ok(object) => object,
+                Err(e) => {
+                    let reason = format!("reading {key}: {e}");
+                    for (peer, nodes) in peers.drain(..) {
+                        report.failed.extend(fail(&nodes, peer.cluster(), &reason));
+                    }
+                    None
+                }
+            },
             _ => None,
         };
-        if !local.is_empty() {
-            self.local
+        let local_send = async {
+            if local.is_empty() {
+                return (Vec::new(), Vec::new());
+            }
+            match self
+                .local
                 .publish(msg.clone(), Targets::Only(local.clone()))
-                .await?;
-        }
+                .await
+            {
+                Ok(done) => (done.delivered, Vec::new()),
+                Err(TopologyError::Undelivered {
+                    delivered, failed, ..
+                }) => (
+                    delivered,
+                    failed
+                        .into_iter()
+                        .map(|(node, e)| (node, e.to_string()))
+                        .collect(),
+                ),
+                Err(e) => (
+                    Vec::new(),
+                    local.iter().map(|node| (*node, e.to_string())).collect(),
+                ),
+            }
+        };
         let sends = peers.into_iter().map(|(peer, nodes)| {
             let (msg, object) = (&msg, &object);
             async move {
-                let mut sent = 0u64;
-                for (i, node) in nodes.iter().enumerate() {
-                    let with = object.as_ref().filter(|_| i == 0);
-                    peer.deliver(*node, msg, with.map(|(k, v)| (k, v))).await?;
-                    sent += with.map_or(0, |(_, v)| v.len() as u64);
-                }
-                let reached: Vec<(NodeId, String)> = nodes
-                    .into_iter()
-                    .map(|n| (n, peer.cluster().to_owned()))
-                    .collect();
-                Ok::<_, GatewayError>((reached, sent))
+                let outgoing = object.as_ref().map(|(key, bytes, lease)| Outgoing {
+                    key,
+                    bytes,
+                    lease: *lease,
+                });
+                let result = peer.deliver(&nodes, msg, outgoing).await;
+                (peer, nodes, result)
             }
         });
-        let mut report = HybridReport {
-            id: msg.id,
-            local,
-            remote: Vec::new(),
-            object_bytes_sent: 0,
-        };
-        for result in futures::future::join_all(sends).await {
-            let (reached, sent) = result?;
-            report.remote.extend(reached);
-            report.object_bytes_sent += sent;
+        let (local_result, remote_results) =
+            tokio::join!(local_send, futures::future::join_all(sends));
+        let (delivered, failed) = local_result;
+        report.local = delivered;
+        for (node, reason) in failed {
+            report.failed.push(FailedTarget {
+                node,
+                cluster: self.cluster.clone(),
+                reason,
+            });
         }
+        for (peer, nodes, result) in remote_results {
+            let cluster = peer.cluster().to_owned();
+            match result {
+                Ok(outcomes) => {
+                    if let Some((_, bytes, _)) = &object {
+                        report.object_bytes_sent += bytes.len() as u64;
+                    }
+                    for (node, outcome) in outcomes {
+                        match outcome {
+                            TargetOutcome::Delivered | TargetOutcome::Duplicate => {
+                                report.remote.push((node, cluster.clone()));
+                            }
+                            TargetOutcome::Failed(reason) => report.failed.push(FailedTarget {
+                                node,
+                                cluster: cluster.clone(),
+                                reason,
+                            }),
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(peer = %cluster, "delivery failed: {e}");
+                    report.failed.extend(fail(&nodes, &cluster, &e.to_string()));
+                }
+            }
+        }
+        report.local.sort_unstable();
+        report.remote.sort();
+        report.failed.sort_by_key(|f| f.node);
         Ok(report)
+    }
+
+    /// The object under `key` in this cluster's store and what is left of its lease, or
+    /// `None` when there is no such object (a message whose body is not a stored key).
+    async fn outgoing(
+        &self,
+        key: &ObjectKey,
+    ) -> Result<Option<(ObjectKey, Bytes, Option<Duration>)>, GatewayError> {
+        let Some(meta) = self.store.head(key).await? else {
+            return Ok(None);
+        };
+        let Some(bytes) = self.store.get(key).await? else {
+            return Ok(None);
+        };
+        let now = self.clock.now();
+        let lease = meta
+            .expires_at
+            .map(|at| at.duration_since(now).unwrap_or(Duration::ZERO));
+        Ok(Some((key.clone(), bytes, lease)))
     }
 
     /// Stops the gateway.
@@ -339,14 +478,29 @@ struct LocalTarget {
 #[async_trait::async_trait]
 impl DeliveryTarget for LocalTarget {
     async fn deliver(&self, from: &str, to: NodeId, message: Message) -> Result<(), TopologyError> {
-        let here = {
+        let (here, edge) = {
             let topology = self.topology.read().unwrap_or_else(PoisonError::into_inner);
-            topology.cluster_of(to) == Some(self.cluster.as_str())
+            (
+                topology.cluster_of(to) == Some(self.cluster.as_str()),
+                topology.topology().may_send(message.sender, to),
+            )
         };
         if !here {
             tracing::warn!(%from, %to, "refused a delivery to a node of another cluster");
             return Err(TopologyError::UnknownNode(to));
         }
+        if !edge {
+            tracing::warn!(%from, %to, "refused a delivery from a node that is not a neighbour");
+            return Err(TopologyError::NotNeighbour {
+                from: message.sender,
+                to,
+            });
+        }
         self.local.deliver(to, message).await
+    }
+
+    fn cluster_of(&self, node: NodeId) -> Option<String> {
+        let topology = self.topology.read().unwrap_or_else(PoisonError::into_inner);
+        topology.cluster_of(node).map(str::to_owned)
     }
 }

@@ -3,11 +3,14 @@
 use std::future::Future;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use bytes::Bytes;
 use quinn::{RecvStream, SendStream};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::config::WireLimits;
 use crate::error::GatewayError;
 use crate::frame::{self, CHECKSUM_LEN, Checksum, FrameKind, PREFIX_LEN};
 
@@ -21,6 +24,8 @@ pub(crate) mod code {
     pub(crate) const REFUSED: u32 = 1;
     /// The sender gave up on the stream.
     pub(crate) const CANCELLED: u32 = 2;
+    /// The whole request took longer than its deadline.
+    pub(crate) const TOO_SLOW: u32 = 3;
 }
 
 /// Awaits `f`, failing with [`GatewayError::Timeout`] after `after`.
@@ -82,28 +87,77 @@ pub(crate) async fn write_frame<T: Serialize>(
     Ok(())
 }
 
+/// When a whole transfer must be over: every read and write of it waits at most `io`, and
+/// all of them together no longer than until `at`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline {
+    /// The end of the whole transfer.
+    pub(crate) at: Instant,
+    /// The whole transfer's allowance (for the error message).
+    pub(crate) total: Duration,
+    /// The bound of each single read or write.
+    pub(crate) io: Duration,
+}
+
+impl Deadline {
+    /// A transfer of `len` bytes starting now: `limits.transfer_time(len, io)`.
+    pub(crate) fn transfer(len: u64, limits: &WireLimits, io: Duration) -> Self {
+        let total = limits.transfer_time(len, io);
+        Deadline {
+            at: Instant::now() + total,
+            total,
+            io,
+        }
+    }
+
+    /// A deadline whose single waits are bounded only by the whole.
+    pub(crate) fn whole_only(self) -> Self {
+        Deadline {
+            io: self.total,
+            ..self
+        }
+    }
+
+    /// Awaits `f` for at most `io`, and not past the whole deadline.
+    pub(crate) async fn run<T>(
+        &self,
+        operation: &'static str,
+        f: impl Future<Output = T>,
+    ) -> Result<T, GatewayError> {
+        let single = Instant::now() + self.io;
+        if single < self.at {
+            return timed(operation, self.io, f).await;
+        }
+        tokio::time::timeout_at(self.at, f)
+            .await
+            .map_err(|_| GatewayError::Timeout {
+                operation: "transfer",
+                after: self.total,
+            })
+    }
+}
+
 /// Writes an object and its checksum trailer. The object's bytes are handed to quinn as
 /// slices of the same buffer (no copy); the checksum is computed slice by slice as they go.
 pub(crate) async fn send_object(
     send: &mut SendStream,
     object: &Bytes,
-    io: Duration,
+    deadline: &Deadline,
 ) -> Result<(), GatewayError> {
     let mut checksum = Checksum::new();
     let mut at = 0;
     while at < object.len() {
         let end = (at + CHUNK).min(object.len());
         checksum.update(&object[at..end]);
-        timed(
-            "writing an object",
-            io,
-            send.write_chunk(object.slice(at..end)),
-        )
-        .await??;
+        deadline
+            .run("writing an object", send.write_chunk(object.slice(at..end)))
+            .await??;
         at = end;
     }
     let trailer = checksum.trailer();
-    timed("writing a checksum", io, send.write_all(&trailer)).await??;
+    deadline
+        .run("writing a checksum", send.write_all(&trailer))
+        .await??;
     Ok(())
 }
 
@@ -113,13 +167,16 @@ pub(crate) async fn send_object(
 pub(crate) async fn recv_object_into(
     recv: &mut RecvStream,
     buf: &mut [u8],
-    io: Duration,
+    deadline: &Deadline,
 ) -> Result<(), GatewayError> {
     let mut checksum = Checksum::new();
     let mut at = 0;
     while at < buf.len() {
         let end = (at + CHUNK).min(buf.len());
-        match timed("reading an object", io, recv.read(&mut buf[at..end])).await?? {
+        match deadline
+            .run("reading an object", recv.read(&mut buf[at..end]))
+            .await??
+        {
             Some(n) => {
                 checksum.update(&buf[at..at + n]);
                 at += n;
@@ -127,16 +184,10 @@ pub(crate) async fn recv_object_into(
             None => return Err(frame::FrameError::Truncated(PREFIX_LEN + at).into()),
         }
     }
-    check_trailer(recv, checksum, io).await
-}
-
-async fn check_trailer(
-    recv: &mut RecvStream,
-    checksum: Checksum,
-    io: Duration,
-) -> Result<(), GatewayError> {
     let mut trailer = [0u8; CHECKSUM_LEN];
-    read_exact(recv, &mut trailer, io).await?;
+    deadline
+        .run("reading a checksum", recv.read_exact(&mut trailer))
+        .await??;
     if checksum.matches(trailer) {
         Ok(())
     } else {

@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod auth;
 pub mod certs;
 mod client;
 mod config;
@@ -41,9 +42,10 @@ pub use quinn;
 pub use rustls;
 
 pub use config::{ClientConfig, GatewayConfig, Timeouts, TlsSettings, TransportTuning, WireLimits};
-pub use deliver::{Delivered, DeliveryTarget, Peer};
+pub use deliver::{DeliveryTarget, Outgoing, Peer};
 pub use error::GatewayError;
-pub use hybrid::{EdgeKind, HybridReport, HybridTopology, HybridTopologyManager};
+pub use frame::TargetOutcome;
+pub use hybrid::{EdgeKind, FailedTarget, HybridReport, HybridTopology, HybridTopologyManager};
 pub use remote::RemoteStore;
 pub use server::{Gateway, GatewayStats};
-pub use tls::AllowList;
+pub use tls::{AllowList, Role};

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use gos_store::{
-    BufferedReservation, Error, KeyPrefix, Limits, ObjectKey, ObjectMeta, ObjectStore, PutMode,
-    PutOptions, Readers, ReleaseOutcome, Reservation, Result, StoreStats,
+    Error, KeyPrefix, Limits, ObjectKey, ObjectMeta, ObjectStore, PutMode, PutOptions, Readers,
+    ReleaseOutcome, Reservation, Result, StoreStats, lease_deadline,
 };
 
-use crate::client::{Link, Retry};
+use crate::client::{Link, Retry, Upload};
 use crate::config::ClientConfig;
 use crate::error::GatewayError;
 use crate::frame::{Reply, Request};
@@ -19,9 +19,11 @@ use crate::frame::{Reply, Request};
 ///
 /// Every operation is one request on its own QUIC stream; a dropped connection is
 /// re-established by the next operation; reads and overwriting puts are retried on a new
-/// connection when the transport fails (creates, deletes and prefix deletes are sent once, so
-/// that their answers stay exact). Errors the remote store raised come back as the same
-/// [`gos_store::Error`] variants.
+/// connection when the transport fails (creates, puts with a reader count, deletes, releases
+/// and prefix deletes are sent once, so that their answers stay exact). Errors the remote
+/// store raised come back as the same [`gos_store::Error`] variants. Reader counts and leases
+/// cross the wire (a lease as a duration, applied by the remote store's clock);
+/// [`reserve`](ObjectStore::reserve) is admitted and charged at the remote store.
 ///
 /// ```no_run
 /// # async fn demo(config: gos_gateway::ClientConfig) -> Result<(), Box<dyn std::error::Error>> {
@@ -85,17 +87,18 @@ fn unexpected_store(reply: &Reply) -> Error {
 #[async_trait]
 impl ObjectStore for RemoteStore {
     async fn put_opts(&self, key: &ObjectKey, value: Bytes, options: &PutOptions) -> Result<()> {
-        provisional_check(options)?;
-        let mode = options.mode;
         // Refuse locally what the remote store would refuse anyway, before sending a byte.
         self.limits.check_value_size(value.len() as u64)?;
-        let retry = match mode {
-            PutMode::Overwrite => Retry::Idempotent,
-            PutMode::Create => Retry::Once,
+        // An overwrite without a count ends the same however often it is applied; a create,
+        // or a count that readers may already be releasing, is sent once.
+        let retry = if options.mode == PutMode::Overwrite && options.readers == Readers::Unbounded {
+            Retry::Idempotent
+        } else {
+            Retry::Once
         };
         let request = Request::Put {
             key: key.clone(),
-            mode,
+            options: options.into(),
             len: value.len() as u64,
         };
         match self.link.call(&request, Some(&value), retry).await? {
@@ -114,49 +117,76 @@ impl ObjectStore for RemoteStore {
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>> {
-        // PROVISIONAL until frame v2 carries head: moves the value.
-        Ok(self
-            .get(key)
+        match self
+            .call(Request::Head { key: key.clone() }, Retry::Idempotent)
             .await?
-            .map(|v| ObjectMeta::new(v.len() as u64, Readers::Unbounded, None)))
+        {
+            Reply::Meta(meta) => {
+                let now = self.link.clock().now();
+                Ok(meta.map(|m| {
+                    // The lease left, applied with our clock.
+                    let expires_at = lease_deadline(now, m.expires_in);
+                    ObjectMeta::new(m.size, m.readers, expires_at)
+                }))
+            }
+            other => Err(unexpected_store(&other)),
+        }
     }
 
     async fn release(&self, key: &ObjectKey) -> Result<ReleaseOutcome> {
-        // PROVISIONAL until frame v2 carries release: counts do not cross the wire yet.
-        Ok(if self.head(key).await?.is_some() {
-            ReleaseOutcome::Unbounded
-        } else {
-            ReleaseOutcome::NotFound
-        })
+        // Sent once: a release applied twice would count two readers.
+        match self
+            .call(Request::Release { key: key.clone() }, Retry::Once)
+            .await?
+        {
+            Reply::Released(outcome) => Ok(outcome),
+            other => Err(unexpected_store(&other)),
+        }
     }
 
     async fn delete_rounds_before(&self, fed_id: &str, round: u64) -> Result<usize> {
-        // PROVISIONAL until frame v2: one key at a time.
-        let prefix = KeyPrefix::federation(fed_id)?;
-        let mut removed = 0;
-        for key in self.keys_with_prefix(&prefix).await? {
-            if key.is_round_before(fed_id, round) && self.delete(&key).await? {
-                removed += 1;
-            }
+        // Validated here as the store would, so that the error is the same variant.
+        KeyPrefix::federation(fed_id)?;
+        let request = Request::DeleteRoundsBefore {
+            fed_id: fed_id.to_owned(),
+            round,
+        };
+        match self.call(request, Retry::Idempotent).await? {
+            Reply::Count(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+            other => Err(unexpected_store(&other)),
         }
-        Ok(removed)
     }
 
     async fn sweep(&self) -> Result<usize> {
-        // PROVISIONAL: no leases over the wire yet.
-        Ok(0)
+        match self.call(Request::Sweep, Retry::Idempotent).await? {
+            Reply::Count(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+            other => Err(unexpected_store(&other)),
+        }
     }
 
+    /// Admitted and charged at the remote store: the request's header goes out now and the
+    /// gateway reserves the space in its store before this returns (so concurrent
+    /// reservations, from any client, never add up past its capacity); the bytes are
+    /// buffered here and streamed at commit. The gateway holds the reservation for at most
+    /// its transfer deadline (`timeouts.io + len / limits.min_rate`): commit within it.
     async fn reserve(
         &self,
         key: &ObjectKey,
         len: usize,
         options: &PutOptions,
     ) -> Result<Box<dyn Reservation + '_>> {
-        // PROVISIONAL: buffered locally, not charged at the remote store until commit.
-        provisional_check(options)?;
         self.limits.check_value_size(len as u64)?;
-        Ok(Box::new(BufferedReservation::new(self, key, len, options)))
+        let request = Request::Put {
+            key: key.clone(),
+            options: options.into(),
+            len: len as u64,
+        };
+        let upload = self.link.open_upload(&request, len as u64).await?;
+        Ok(Box::new(RemoteReservation {
+            key: key.clone(),
+            buf: vec![0; len],
+            upload,
+        }))
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<bool> {
@@ -208,12 +238,32 @@ impl ObjectStore for RemoteStore {
     }
 }
 
-/// PROVISIONAL until frame v2: refuses the options the wire cannot carry yet.
-fn provisional_check(options: &PutOptions) -> Result<()> {
-    if options.readers != Readers::Unbounded || options.lease.is_some() {
-        return Err(Error::InvalidArgument(
-            "the remote protocol carries no reader counts or leases yet".into(),
-        ));
+/// A reservation at a remote store: the space is reserved there, the bytes are filled here
+/// and streamed on commit. Dropping it uncommitted resets the stream, and the gateway drops
+/// its reservation.
+#[derive(Debug)]
+struct RemoteReservation {
+    key: ObjectKey,
+    buf: Vec<u8>,
+    upload: Upload,
+}
+
+#[async_trait]
+impl Reservation for RemoteReservation {
+    fn len(&self) -> usize {
+        self.buf.len()
     }
-    Ok(())
+
+    fn key(&self) -> &ObjectKey {
+        &self.key
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+
+    async fn commit(self: Box<Self>) -> Result<()> {
+        let RemoteReservation { buf, upload, .. } = *self;
+        Ok(upload.commit(Bytes::from(buf)).await?)
+    }
 }

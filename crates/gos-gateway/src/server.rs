@@ -1,23 +1,29 @@
 //! `Gateway`: a cluster's QUIC endpoint. It serves its store and delivers messages from
 //! authenticated peer clusters, and dials peers.
 
+use std::collections::HashMap;
 use std::future::IntoFuture;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use bytes::Bytes;
-use gos_store::{BufferedReservation, ObjectKey, ObjectStore, PutMode, PutOptions};
+use gos_store::{
+    BufferedReservation, Error, ObjectKey, ObjectStore, PutMode, PutOptions, Reservation,
+};
+use gos_topology::NodeId;
 use quinn::{Connection, Endpoint, RecvStream, SendStream, VarInt};
 
+use crate::auth::authorize;
 use crate::client::Link;
 use crate::config::{ClientConfig, GatewayConfig};
 use crate::dedup::{Claim, Dedup};
 use crate::deliver::{DeliveryTarget, Peer};
 use crate::error::GatewayError;
-use crate::frame::{Delivery, FrameKind, RemoteError, Reply, Request, Response};
-use crate::io::{self, code, timed};
-use crate::tls;
+use crate::frame::{Delivery, FrameKind, Reply, Request, Response, TargetOutcome, WireMeta};
+use crate::io::{self, Deadline, code, timed};
+use crate::tls::{self, Role};
 
 /// A cluster's gateway: serves its store and delivers messages to its nodes, to the peer
 /// clusters on its allow-list, over mutually authenticated QUIC.
@@ -37,6 +43,7 @@ struct Inner {
     target: Option<Arc<dyn DeliveryTarget>>,
     dedup: Dedup,
     stats: Counters,
+    load: Arc<Load>,
 }
 
 /// What a gateway has served so far.
@@ -56,6 +63,12 @@ pub struct GatewayStats {
     pub delivered: u64,
     /// Retried deliveries dropped as duplicates.
     pub duplicates: u64,
+    /// Requests refused as busy (too many connections or bytes in flight for one identity).
+    pub busy: u64,
+    /// Requests refused because the identity's role does not allow them.
+    pub denied: u64,
+    /// Requests cut because the whole transfer took longer than its deadline.
+    pub too_slow: u64,
 }
 
 #[derive(Debug, Default)]
@@ -67,6 +80,9 @@ struct Counters {
     bytes_out: AtomicU64,
     delivered: AtomicU64,
     duplicates: AtomicU64,
+    busy: AtomicU64,
+    denied: AtomicU64,
+    too_slow: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64, by: u64) {
@@ -83,12 +99,21 @@ impl Gateway {
     }
 
     /// Starts a gateway that serves `store` and hands delivered messages to `target`.
+    ///
+    /// Refuses to start when its own certificate does not verify against the configured CA
+    /// (its peers would refuse it) or when an allow-list id can never match a certificate.
     pub async fn start_with(
         config: GatewayConfig,
         store: Arc<dyn ObjectStore>,
         target: Option<Arc<dyn DeliveryTarget>>,
     ) -> Result<Self, GatewayError> {
-        let cluster = config.tls.cluster_id()?;
+        config.tls.allowed.validate()?;
+        let chain = config
+            .tls
+            .identity
+            .cert_chain()
+            .map_err(tls::TlsError::from)?;
+        let cluster = tls::check_own_certificate(&chain, &config.tls.ca)?;
         let transport = Arc::new(config.transport.transport_config(&config.timeouts));
         let server = config.tls.quinn_server(transport.clone())?;
         let client = config.tls.quinn_client(transport)?;
@@ -100,6 +125,7 @@ impl Gateway {
             store,
             target,
             stats: Counters::default(),
+            load: Arc::default(),
         });
         let accept = tokio::spawn(accept_loop(endpoint.clone(), inner.clone()));
         tracing::info!(cluster = %inner.cluster, addr = ?endpoint.local_addr().ok(), "gateway listening");
@@ -138,6 +164,9 @@ impl Gateway {
             bytes_out: get(&s.bytes_out),
             delivered: get(&s.delivered),
             duplicates: get(&s.duplicates),
+            busy: get(&s.busy),
+            denied: get(&s.denied),
+            too_slow: get(&s.too_slow),
         }
     }
 
@@ -155,6 +184,7 @@ impl Gateway {
             max_attempts: config.max_attempts,
             // A peer link mostly sends; what it reads is rare enough to allocate.
             pool_bytes: 0,
+            clock: config.clock.clone(),
         };
         let link = Link::new(self.endpoint.clone(), self.client.clone(), &client_config)?;
         Ok(Peer::new(link))
@@ -176,10 +206,135 @@ impl Drop for Gateway {
     }
 }
 
+/// Connections and object bytes in flight, per identity and in all.
+#[derive(Debug, Default)]
+struct Load {
+    per_peer: Mutex<HashMap<Arc<str>, PeerLoad>>,
+    connections: AtomicU64,
+    /// Woken whenever an identity's bytes in flight go down (a transfer ended).
+    freed: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct PeerLoad {
+    connections: u32,
+    in_flight: u64,
+}
+
+impl Load {
+    fn with<T>(&self, peer: &Arc<str>, f: impl FnOnce(&mut PeerLoad) -> T) -> T {
+        let mut map = self.per_peer.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = map.entry(peer.clone()).or_default();
+        let out = f(entry);
+        if entry.connections == 0 && entry.in_flight == 0 {
+            map.remove(peer);
+        }
+        out
+    }
+}
+
+/// One connection of an identity; `over` when it is past the per-identity cap.
+struct ConnGuard {
+    load: Arc<Load>,
+    peer: Arc<str>,
+    over: bool,
+}
+
+impl ConnGuard {
+    fn new(load: &Arc<Load>, peer: &Arc<str>, max: u32) -> Self {
+        let over = load.with(peer, |l| {
+            l.connections += 1;
+            l.connections > max
+        });
+        ConnGuard {
+            load: load.clone(),
+            peer: peer.clone(),
+            over,
+        }
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.load.with(&self.peer, |l| {
+            l.connections = l.connections.saturating_sub(1)
+        });
+    }
+}
+
+/// Object bytes of one request counted against its identity's in-flight cap.
+struct FlightGuard {
+    load: Arc<Load>,
+    peer: Arc<str>,
+    bytes: u64,
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        let bytes = self.bytes;
+        self.load.with(&self.peer, |l| {
+            l.in_flight = l.in_flight.saturating_sub(bytes)
+        });
+        self.load.freed.notify_waiters();
+    }
+}
+
+/// Counts one accepted connection in all; the count drops with the guard.
+struct TotalGuard(Arc<Load>);
+
+impl Drop for TotalGuard {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Inner {
+    /// Charges `bytes` to `peer`'s in-flight total, or refuses with `Busy`.
+    fn in_flight(&self, peer: &Arc<str>, bytes: u64) -> Result<FlightGuard, Error> {
+        let max = self.config.limits.max_in_flight_per_peer;
+        let admitted = self.load.with(peer, |l| {
+            let total = l.in_flight.saturating_add(bytes);
+            if total > max {
+                return Err(l.in_flight);
+            }
+            l.in_flight = total;
+            Ok(())
+        });
+        match admitted {
+            Ok(()) => Ok(FlightGuard {
+                load: self.load.clone(),
+                peer: peer.clone(),
+                bytes,
+            }),
+            Err(now) => {
+                bump(&self.stats.busy, 1);
+                Err(Error::Busy(format!(
+                    "`{peer}` has {now} object bytes in flight; {bytes} more would pass its limit of {max}"
+                )))
+            }
+        }
+    }
+
+    fn role(&self, peer: &str) -> Role {
+        // The handshake admitted only ids on the list; a missing one is the least privileged.
+        self.config.tls.allowed.role(peer).unwrap_or(Role::ReadOnly)
+    }
+}
+
 async fn accept_loop(endpoint: Endpoint, inner: Arc<Inner>) {
     while let Some(incoming) = endpoint.accept().await {
+        let max = u64::from(inner.config.limits.max_connections);
+        if inner.load.connections.fetch_add(1, Ordering::AcqRel) >= max {
+            inner.load.connections.fetch_sub(1, Ordering::AcqRel);
+            bump(&inner.stats.busy, 1);
+            tracing::warn!(remote = %incoming.remote_address(), "refused a connection: {max} connections open");
+            incoming.refuse();
+            continue;
+        }
+        let total = TotalGuard(inner.load.clone());
         let inner = inner.clone();
         tokio::spawn(async move {
+            let _total = total;
             let remote = incoming.remote_address();
             let conn = match timed(
                 "handshake",
@@ -221,8 +376,19 @@ async fn accept_loop(endpoint: Endpoint, inner: Arc<Inner>) {
 }
 
 async fn serve_connection(conn: Connection, peer: Arc<str>, inner: Arc<Inner>) {
+    let guard = ConnGuard::new(
+        &inner.load,
+        &peer,
+        inner.config.limits.max_connections_per_peer,
+    );
+    if guard.over {
+        tracing::warn!(%peer, "too many connections from one identity: answering busy");
+    }
     loop {
         match conn.accept_bi().await {
+            Ok((send, recv)) if guard.over => {
+                tokio::spawn(refuse_busy(send, recv, peer.clone(), inner.clone()));
+            }
             Ok((send, recv)) => {
                 tokio::spawn(serve_stream(send, recv, peer.clone(), inner.clone()));
             }
@@ -234,10 +400,32 @@ async fn serve_connection(conn: Connection, peer: Arc<str>, inner: Arc<Inner>) {
     }
 }
 
+/// Answers a request on a connection past its identity's cap with `Busy`, reading nothing.
+async fn refuse_busy(
+    mut send: SendStream,
+    mut recv: RecvStream,
+    peer: Arc<str>,
+    inner: Arc<Inner>,
+) {
+    bump(&inner.stats.busy, 1);
+    bump(&inner.stats.requests_failed, 1);
+    recv.stop(VarInt::from_u32(code::REFUSED)).ok();
+    let max = inner.config.limits.max_connections_per_peer;
+    let busy = Error::Busy(format!("`{peer}` has more than {max} connections open"));
+    let io = inner.config.timeouts.io;
+    if io::write_frame(&mut send, FrameKind::Response, &Response::Err(busy), io)
+        .await
+        .is_ok()
+        && send.finish().is_ok()
+    {
+        let _ = tokio::time::timeout(io, send.stopped()).await;
+    }
+}
+
 /// What a handled request answers.
 enum Answer {
     Reply(Reply),
-    Object(Bytes),
+    Object(Bytes, FlightGuard),
 }
 
 async fn serve_stream(
@@ -247,26 +435,38 @@ async fn serve_stream(
     inner: Arc<Inner>,
 ) {
     let io = inner.config.timeouts.io;
-    let answer = handle(&mut recv, &peer, &inner).await;
+    let answer = handle(&mut send, &mut recv, &peer, &inner).await;
     let result = match answer {
         Ok(Answer::Reply(reply)) => {
             io::write_frame(&mut send, FrameKind::Response, &Response::Ok(reply), io).await
         }
-        Ok(Answer::Object(object)) => {
+        Ok(Answer::Object(object, _flight)) => {
             let len = object.len() as u64;
             let reply = Response::Ok(Reply::Object(Some(len)));
+            // A slow reader of a get keeps the value pinned only until the deadline.
+            let deadline = Deadline::transfer(len, &inner.config.limits, io);
             let sent = async {
                 io::write_frame(&mut send, FrameKind::Response, &reply, io).await?;
-                io::send_object(&mut send, &object, io).await
+                io::send_object(&mut send, &object, &deadline).await
             };
             let sent = sent.await;
-            if sent.is_ok() {
-                bump(&inner.stats.bytes_out, len);
+            match &sent {
+                Ok(()) => bump(&inner.stats.bytes_out, len),
+                Err(GatewayError::Timeout { .. }) => {
+                    bump(&inner.stats.too_slow, 1);
+                    send.reset(VarInt::from_u32(code::TOO_SLOW)).ok();
+                }
+                Err(_) => {}
             }
             sent
         }
         Err(e) => {
             bump(&inner.stats.requests_failed, 1);
+            match &e {
+                Error::PermissionDenied(_) => bump(&inner.stats.denied, 1),
+                Error::Timeout { .. } => bump(&inner.stats.too_slow, 1),
+                _ => {}
+            }
             tracing::debug!(%peer, "request failed: {e}");
             // Whatever the client still sends is not read.
             recv.stop(VarInt::from_u32(code::REFUSED)).ok();
@@ -286,30 +486,20 @@ async fn serve_stream(
     }
 }
 
-fn remote(e: GatewayError) -> RemoteError {
+/// A gateway-side failure as the one error type that crosses the wire.
+fn wire(e: GatewayError) -> Error {
     match e {
-        GatewayError::Remote(r) => r,
-        GatewayError::Store(s) => RemoteError::from(&s),
-        GatewayError::ChecksumMismatch => RemoteError::Corrupted(e.to_string()),
-        GatewayError::Frame(f) => RemoteError::BadFrame(f.to_string()),
-        GatewayError::ObjectTooLarge { size, max } => RemoteError::TooLarge { size, max },
-        GatewayError::Timeout { operation, after } => RemoteError::Timeout {
-            operation: operation.to_owned(),
-            after_ms: after.as_millis().try_into().unwrap_or(u64::MAX),
-        },
-        other => RemoteError::Unavailable(other.to_string()),
+        GatewayError::Frame(f) => Error::InvalidArgument(format!("bad request frame: {f}")),
+        other => other.into(),
     }
 }
 
-fn store_error(e: gos_store::Error) -> RemoteError {
-    RemoteError::from(&e)
-}
-
 async fn handle(
+    send: &mut SendStream,
     recv: &mut RecvStream,
     peer: &Arc<str>,
     inner: &Inner,
-) -> Result<Answer, RemoteError> {
+) -> Result<Answer, Error> {
     let io = inner.config.timeouts.io;
     let request: Request = io::read_frame(
         recv,
@@ -318,15 +508,13 @@ async fn handle(
         io,
     )
     .await
-    .map_err(remote)?;
+    .map_err(wire)?;
+    authorize(peer, inner.role(peer), &request, inner.target.as_deref())?;
     let store = &inner.store;
     // Every store call is a wait too.
     macro_rules! op {
         ($name:literal, $e:expr) => {
-            timed($name, io, $e)
-                .await
-                .map_err(remote)?
-                .map_err(store_error)?
+            timed($name, io, $e).await.map_err(wire)??
         };
     }
     Ok(Answer::Reply(match request {
@@ -334,137 +522,289 @@ async fn handle(
             cluster: inner.cluster.clone(),
         },
         Request::Limits => Reply::Limits(store.limits()),
-        Request::Put { key, mode, len } => {
-            receive_object(recv, inner, &key, mode, len).await?;
+        Request::Put { key, options, len } => {
+            let admitted = admit(inner, peer, &key, &options.into(), len).await?;
+            io::write_frame(
+                send,
+                FrameKind::Response,
+                &Response::Ok(Reply::Admitted),
+                io,
+            )
+            .await
+            .map_err(wire)?;
+            admitted.receive(recv, inner).await?;
             Reply::Done
         }
         Request::Get { key } => match op!("store get", store.get(&key)) {
-            Some(object) => return Ok(Answer::Object(object)),
+            Some(object) => {
+                let flight = inner.in_flight(peer, object.len() as u64)?;
+                return Ok(Answer::Object(object, flight));
+            }
             None => Reply::Object(None),
         },
+        Request::Head { key } => {
+            let meta = op!("store head", store.head(&key));
+            let now = inner.config.clock.now();
+            Reply::Meta(meta.map(|m| {
+                WireMeta {
+                    size: m.size,
+                    readers: m.readers,
+                    expires_in: m
+                        .expires_at
+                        .map(|at| at.duration_since(now).unwrap_or(Duration::ZERO)),
+                }
+            }))
+        }
         Request::Delete { key } => Reply::Bool(op!("store delete", store.delete(&key))),
+        Request::Release { key } => Reply::Released(op!("store release", store.release(&key))),
         Request::KeysWithPrefix { prefix } => {
             Reply::Keys(op!("store keys", store.keys_with_prefix(&prefix)))
         }
         Request::DeletePrefix { prefix } => {
             Reply::Count(op!("store delete_prefix", store.delete_prefix(&prefix)) as u64)
         }
+        Request::DeleteRoundsBefore { fed_id, round } => Reply::Count(op!(
+            "store delete_rounds_before",
+            store.delete_rounds_before(&fed_id, round)
+        ) as u64),
+        Request::Sweep => Reply::Count(op!("store sweep", store.sweep()) as u64),
         Request::Len => Reply::Count(op!("store len", store.len()) as u64),
         Request::Stats => Reply::Stats(op!("store stats", store.stats())),
-        Request::Deliver(delivery) => deliver(recv, peer, inner, *delivery).await?,
+        Request::Deliver(delivery) => deliver(send, recv, peer, inner, *delivery).await?,
     }))
 }
 
-/// Streams an incoming object of `len` bytes into a reservation of the local store, checks
-/// its checksum and commits it. Limits are checked before a byte of it is read; any failure
-/// (a cut connection, a bad checksum, a timeout) drops the reservation uncommitted.
-async fn receive_object(
-    recv: &mut RecvStream,
-    inner: &Inner,
-    key: &ObjectKey,
-    mode: PutMode,
+/// An object admitted into the store: its space reserved (and charged to the sender's bytes
+/// in flight), waiting for its bytes.
+struct Admitted<'a> {
+    reservation: Box<dyn Reservation + 'a>,
     len: u64,
-) -> Result<(), RemoteError> {
+    _flight: FlightGuard,
+}
+
+/// Admits an object of `len` bytes under `key`: the wire limit, the identity's bytes in
+/// flight, then a reservation in the store (which charges its capacity). Nothing of the object
+/// is read yet.
+async fn admit<'a>(
+    inner: &'a Inner,
+    peer: &Arc<str>,
+    key: &ObjectKey,
+    options: &PutOptions,
+    len: u64,
+) -> Result<Admitted<'a>, Error> {
     let io = inner.config.timeouts.io;
     let max = inner.config.limits.max_object;
     if len > max {
-        return Err(RemoteError::TooLarge { size: len, max });
+        return Err(Error::TooLarge { size: len, max });
     }
-    let size = usize::try_from(len).map_err(|_| RemoteError::TooLarge {
+    let size = usize::try_from(len).map_err(|_| Error::TooLarge {
         size: len,
         max: usize::MAX as u64,
     })?;
+    let flight = inner.in_flight(peer, len)?;
     let store = &inner.store;
-    let mut reservation = match timed(
-        "store reserve",
-        io,
-        store.reserve(key, size, &PutOptions::from(mode)),
-    )
-    .await
-    .map_err(remote)?
-    {
+    // A client that drops a reservation and reserves again at once may be faster than the
+    // task that frees the first (a reset stream is noticed by its own task): while the same
+    // identity has other transfers in flight, wait a little for them before saying full.
+    let patience = tokio::time::Instant::now() + Duration::from_millis(250).min(io);
+    let reserved = loop {
+        let freed = inner.load.freed.notified();
+        let reserved = timed("store reserve", io, store.reserve(key, size, options))
+            .await
+            .map_err(wire)?;
+        let others = inner.load.with(peer, |l| l.in_flight > len);
+        match reserved {
+            Err(Error::StoreFull { .. }) if others && tokio::time::Instant::now() < patience => {
+                let _ = tokio::time::timeout_at(patience, freed).await;
+            }
+            reserved => break reserved,
+        }
+    };
+    let reservation = match reserved {
         Ok(reservation) => reservation,
-        // A reservation is checked against the space free now, but a put reports an existing
-        // key first (create), and an overwrite also frees the old value. Answer as the put
-        // would; when the old value's space makes it fit, fall back to a buffer in process
-        // memory and let the put at commit check again (what the default `reserve` does).
-        Err(gos_store::Error::StoreFull { available, .. }) => {
-            let old = timed("store get", io, store.get(key))
+        // A reservation is charged in full, but a put reports an existing key first (create),
+        // and an overwrite frees the old value at commit. Answer as the put would; when the
+        // old value's space makes it fit, fall back to a buffer in process memory (bounded by
+        // the identity's bytes in flight) and let the put at commit check again.
+        Err(Error::StoreFull { available, .. }) => {
+            let old = timed("store head", io, store.head(key))
                 .await
-                .map_err(remote)?
-                .map_err(store_error)?;
-            let freed = match (old, mode) {
+                .map_err(wire)??;
+            let freed = match (old, options.mode) {
                 (Some(_), PutMode::Create) => {
-                    return Err(RemoteError::AlreadyExists { key: key.clone() });
+                    return Err(Error::AlreadyExists { key: key.clone() });
                 }
-                (Some(old), PutMode::Overwrite) => old.len() as u64,
+                (Some(old), PutMode::Overwrite) => old.size,
                 (None, _) => 0,
             };
             if len > available.saturating_add(freed) {
-                return Err(RemoteError::StoreFull {
+                return Err(Error::StoreFull {
                     requested: len,
                     available: available.saturating_add(freed),
                 });
             }
-            Box::new(BufferedReservation::new(
-                &**store,
-                key,
-                size,
-                &PutOptions::from(mode),
-            ))
+            Box::new(BufferedReservation::new(&**store, key, size, options))
         }
-        Err(e) => return Err(store_error(e)),
+        Err(e) => return Err(e),
     };
-    io::recv_object_into(recv, reservation.as_mut_slice(), io)
-        .await
-        .map_err(remote)?;
-    timed("store commit", io, reservation.commit())
-        .await
-        .map_err(remote)?
-        .map_err(store_error)?;
-    bump(&inner.stats.bytes_in, len);
-    Ok(())
+    Ok(Admitted {
+        reservation,
+        len,
+        _flight: flight,
+    })
 }
 
-/// Delivers a message: claims its id (a duplicate is answered at once), stores its object,
-/// hands the message to the target's mailbox, then marks the id delivered.
+impl Admitted<'_> {
+    /// Streams the object into the reservation, checks its checksum and commits it, all
+    /// within the transfer's deadline; any failure drops the reservation uncommitted.
+    async fn receive(mut self, recv: &mut RecvStream, inner: &Inner) -> Result<(), Error> {
+        let io = inner.config.timeouts.io;
+        // Measured from admission: a client that reserved may fill its buffer first, but not
+        // for longer than the transfer would take at the minimum rate.
+        let deadline = Deadline::transfer(self.len, &inner.config.limits, io).whole_only();
+        let received = io::recv_object_into(recv, self.reservation.as_mut_slice(), &deadline).await;
+        if let Err(e) = received {
+            if matches!(e, GatewayError::Timeout { .. }) {
+                recv.stop(VarInt::from_u32(code::TOO_SLOW)).ok();
+            }
+            return Err(wire(e));
+        }
+        timed("store commit", io, self.reservation.commit())
+            .await
+            .map_err(wire)??;
+        bump(&inner.stats.bytes_in, self.len);
+        Ok(())
+    }
+}
+
+/// Most target nodes one delivery names.
+const MAX_TARGETS: usize = 4096;
+
+/// Delivers a message to target nodes of this cluster: claims its id per target (a retry is
+/// answered with how the first attempt ended), stores its object once with one reader per
+/// accepted target, hands the message to each mailbox, and releases the object on behalf of
+/// every target it could not reach.
 async fn deliver(
+    send: &mut SendStream,
     recv: &mut RecvStream,
     peer: &Arc<str>,
     inner: &Inner,
     delivery: Delivery,
-) -> Result<Reply, RemoteError> {
+) -> Result<Reply, Error> {
     let Some(target) = &inner.target else {
-        return Err(RemoteError::Refused(
+        return Err(Error::InvalidArgument(
             "this gateway delivers no messages (it serves a store only)".into(),
         ));
     };
-    let id = delivery.message.id.0;
-    let claim = match inner.dedup.claim(peer, id, delivery.to) {
-        Claim::New(claim) => claim,
-        Claim::Delivered => {
-            bump(&inner.stats.duplicates, 1);
-            return Ok(Reply::Delivered { duplicate: true });
-        }
-        Claim::InFlight => {
-            return Err(RemoteError::Busy(format!(
-                "message {id:032x} is being delivered"
-            )));
-        }
-    };
-    if let Some(object) = &delivery.object {
-        receive_object(recv, inner, &object.key, PutMode::Overwrite, object.len).await?;
+    let mut to = delivery.to;
+    to.sort_unstable();
+    to.dedup();
+    if to.is_empty() || to.len() > MAX_TARGETS {
+        return Err(Error::InvalidArgument(format!(
+            "a delivery names 1 to {MAX_TARGETS} target nodes, not {}",
+            to.len()
+        )));
     }
-    let to = gos_topology::NodeId(delivery.to);
-    timed(
-        "delivering to a mailbox",
-        inner.config.timeouts.io,
-        target.deliver(peer, to, delivery.message),
-    )
-    .await
-    .map_err(remote)?
-    .map_err(|e| RemoteError::Delivery(e.to_string()))?;
-    claim.delivered();
-    bump(&inner.stats.delivered, 1);
-    Ok(Reply::Delivered { duplicate: false })
+    let id = delivery.message.id.0;
+    let mut outcomes = Vec::with_capacity(to.len());
+    let mut claims = Vec::new();
+    for node in to {
+        match inner.dedup.claim(peer, id, node) {
+            Claim::New(claim) => claims.push((node, claim)),
+            Claim::Done(done) => {
+                bump(&inner.stats.duplicates, 1);
+                outcomes.push((
+                    node,
+                    match done {
+                        Ok(()) => TargetOutcome::Duplicate,
+                        Err(reason) => TargetOutcome::Failed(reason),
+                    },
+                ));
+            }
+            Claim::InFlight => {
+                // Dropping the claims taken so far releases them.
+                return Err(Error::Busy(format!(
+                    "message {id:032x} is being delivered to node {node}"
+                )));
+            }
+        }
+    }
+    // Only nodes of this cluster are readers here (a target that cannot say accepts all and
+    // lets its mailboxes refuse).
+    let (accepted, foreign): (Vec<_>, Vec<_>) = claims.into_iter().partition(|(node, _)| {
+        target
+            .cluster_of(NodeId(*node))
+            .is_none_or(|c| c == inner.cluster)
+    });
+    for (node, claim) in foreign {
+        let reason = format!("node {node} is not a node of cluster `{}`", inner.cluster);
+        claim.finish(Err(reason.clone()));
+        outcomes.push((node, TargetOutcome::Failed(reason)));
+    }
+    let readers = u32::try_from(accepted.len()).unwrap_or(u32::MAX);
+    let stored = match &delivery.object {
+        Some(object) if readers > 0 => {
+            let options = PutOptions::new().readers(readers).with_lease(object.lease);
+            let admitted = admit(inner, peer, &object.key, &options, object.len).await?;
+            let io = inner.config.timeouts.io;
+            io::write_frame(
+                send,
+                FrameKind::Response,
+                &Response::Ok(Reply::Admitted),
+                io,
+            )
+            .await
+            .map_err(wire)?;
+            admitted.receive(recv, inner).await?;
+            Some(&object.key)
+        }
+        _ => None,
+    };
+    let io = inner.config.timeouts.io;
+    let message = &delivery.message;
+    let handed = accepted.into_iter().map(|(node, claim)| async move {
+        let result = timed(
+            "delivering to a mailbox",
+            io,
+            target.deliver(peer, NodeId(node), message.clone()),
+        )
+        .await;
+        let result = match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        (node, claim, result)
+    });
+    for (node, claim, result) in futures::future::join_all(handed).await {
+        match result {
+            Ok(()) => {
+                bump(&inner.stats.delivered, 1);
+                claim.finish(Ok(()));
+                outcomes.push((node, TargetOutcome::Delivered));
+            }
+            Err(reason) => {
+                // This reader will never release the object: release it on its behalf.
+                if let Some(key) = stored {
+                    match timed("store release", io, inner.store.release(key)).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => tracing::warn!(%key, "release for node {node}: {e}"),
+                        Err(e) => tracing::warn!(%key, "release for node {node}: {e}"),
+                    }
+                }
+                tracing::info!(%peer, "delivery to node {node} failed: {reason}");
+                if stored.is_some() {
+                    // Final: the object no longer counts this reader, so a retry must not
+                    // hand it the key.
+                    claim.finish(Err(reason.clone()));
+                } else {
+                    // No object: dropping the claim lets a retry deliver the message.
+                    drop(claim);
+                }
+                outcomes.push((node, TargetOutcome::Failed(reason)));
+            }
+        }
+    }
+    outcomes.sort_by_key(|(node, _)| *node);
+    Ok(Reply::Delivered(outcomes))
 }

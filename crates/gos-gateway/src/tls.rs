@@ -8,11 +8,11 @@
 //! certificate against the same CA and for the name `<peer-id>.gos`, and dials only peers on
 //! its own allow-list.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use rustls::client::danger::HandshakeSignatureValid;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
@@ -50,6 +50,14 @@ pub enum TlsError {
     /// quinn does not accept the rustls configuration (it needs TLS 1.3).
     #[error("quic tls configuration: {0}")]
     Quic(String),
+    /// An allow-list id can never match a certificate (not a valid cluster id).
+    #[error(
+        "allow-list id `{0}` can never match a certificate: use 1 to 63 of a-z, 0-9 and `-`, not at either end"
+    )]
+    InvalidAllowListId(String),
+    /// Our own certificate does not verify against the configured CA (or names no cluster).
+    #[error("our certificate is not valid for the configured ca: {0}")]
+    NotSignedByCa(String),
 }
 
 /// The DNS name that identifies `cluster_id`: `<cluster_id>.gos`.
@@ -92,24 +100,110 @@ pub fn cluster_id_of(cert: &CertificateDer<'_>) -> Result<String, TlsError> {
     }
 }
 
-/// The cluster ids a gateway talks to.
+/// What an allow-listed identity may do at a gateway.
+///
+/// The role is looked up by the id its certificate names, for every request (see
+/// `docs/icrf.md`, "Roles"). An id put on an [`AllowList`] without a role is a
+/// [`Role::Peer`]: the least a cluster of a hybrid topology needs, and nothing more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[non_exhaustive]
+pub enum Role {
+    /// A peer cluster (the default): delivers messages only from its own nodes (per the
+    /// receiving gateway's hybrid topology) to nodes of this cluster, writes and releases
+    /// objects only under its own nodes' keys (`{fed}/node_{n}/...`), reads single keys. On a
+    /// gateway without a hybrid topology it owns no node, so it may only read.
+    #[default]
+    Peer,
+    /// A client that reads and writes single keys (put, reserve, delete, release, sweep), and
+    /// lists keys under a prefix; it delivers no messages.
+    ReadWrite,
+    /// A client that reads: get, head, listing under a prefix, length, statistics.
+    ReadOnly,
+    /// Everything, including deleting by prefix, round retention, listing every key and
+    /// delivering any message.
+    Admin,
+}
+
+impl Role {
+    /// The role's name in a configuration: `peer`, `read-write`, `read-only`, `admin`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Peer => "peer",
+            Role::ReadWrite => "read-write",
+            Role::ReadOnly => "read-only",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        [Role::Peer, Role::ReadWrite, Role::ReadOnly, Role::Admin]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown role `{s}`: use peer, read-write, read-only or admin"))
+    }
+}
+
+/// The identities a gateway talks to, each with its [`Role`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AllowList(Arc<BTreeSet<String>>);
+pub struct AllowList(Arc<BTreeMap<String, Role>>);
 
 impl AllowList {
-    /// An allow-list of these ids.
+    /// An allow-list of these ids, each a [`Role::Peer`] (the default role).
     pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(ids: I) -> Self {
-        AllowList(Arc::new(ids.into_iter().map(Into::into).collect()))
+        AllowList(Arc::new(
+            ids.into_iter().map(|id| (id.into(), Role::Peer)).collect(),
+        ))
+    }
+
+    /// An allow-list of these ids with their roles.
+    pub fn with_roles<I: IntoIterator<Item = (S, Role)>, S: Into<String>>(ids: I) -> Self {
+        AllowList(Arc::new(
+            ids.into_iter()
+                .map(|(id, role)| (id.into(), role))
+                .collect(),
+        ))
+    }
+
+    /// This list with `id` given `role` (added if it was not on the list).
+    #[must_use]
+    pub fn grant(self, id: impl Into<String>, role: Role) -> Self {
+        let mut map = Arc::unwrap_or_clone(self.0);
+        map.insert(id.into(), role);
+        AllowList(Arc::new(map))
     }
 
     /// True when `id` is on the list.
     pub fn allows(&self, id: &str) -> bool {
-        self.0.contains(id)
+        self.0.contains_key(id)
+    }
+
+    /// The role of `id`, if it is on the list.
+    pub fn role(&self, id: &str) -> Option<Role> {
+        self.0.get(id).copied()
     }
 
     /// The ids, ascending.
     pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(String::as_str)
+        self.0.keys().map(String::as_str)
+    }
+
+    /// Checks that every id can match a certificate (a valid cluster id: one DNS label);
+    /// returns the first that cannot.
+    pub fn validate(&self) -> Result<(), TlsError> {
+        match self.iter().find(|id| !validate_cluster_id(id)) {
+            Some(bad) => Err(TlsError::InvalidAllowListId(bad.to_owned())),
+            None => Ok(()),
+        }
     }
 }
 
@@ -232,6 +326,29 @@ pub fn client_config(
         .with_client_auth_cert(cert_chain, key)?;
     config.alpn_protocols = vec![ALPN.to_vec()];
     Ok(config)
+}
+
+/// Checks that our own certificate chain verifies against `ca` for its own cluster name now,
+/// as a peer would check it: a gateway refuses to start with a certificate its peers would
+/// refuse.
+pub fn check_own_certificate(
+    cert_chain: &[CertificateDer<'static>],
+    ca: &[CertificateDer<'static>],
+) -> Result<String, TlsError> {
+    let (leaf, intermediates) = cert_chain
+        .split_first()
+        .ok_or_else(|| TlsError::NotSignedByCa("no certificate".into()))?;
+    let id = cluster_id_of(leaf)?;
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(roots(ca)?, provider())
+            .build()
+            .map_err(|e| TlsError::NotSignedByCa(e.to_string()))?;
+    let name = rustls_pki_types::ServerName::try_from(cluster_dns_name(&id))
+        .map_err(|e| TlsError::NotSignedByCa(e.to_string()))?;
+    verifier
+        .verify_server_cert(leaf, intermediates, &name, &[], UnixTime::now())
+        .map_err(|e| TlsError::NotSignedByCa(e.to_string()))?;
+    Ok(id)
 }
 
 /// The cluster id of the peer of an established connection, from its certificate.

@@ -39,7 +39,7 @@ async fn anything_gets_through(
         let (mut send, mut recv) = conn.open_bi().await.ok()?;
         let put = Request::Put {
             key: ObjectKey::new("intruder").unwrap(),
-            mode: gos_store::PutMode::Overwrite,
+            options: frame::WireOptions::from(&gos_store::PutOptions::new()),
             len: 0,
         };
         send.write_all(&frame::encode(FrameKind::Request, &put).unwrap())

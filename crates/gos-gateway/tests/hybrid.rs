@@ -15,14 +15,12 @@ use gos_topology::{ManagerConfig, Message, NodeId, Targets, Topology};
 
 async fn side(fed: &Fed, id: &str, peer: &str, topology: &HybridTopology) -> HybridTopologyManager {
     let store: Arc<dyn ObjectStore> = memory(1 << 30);
-    HybridTopologyManager::start(
-        fed.gateway_config(id, &[peer]),
-        topology.clone(),
-        store,
-        ManagerConfig::default(),
-    )
-    .await
-    .unwrap()
+    // The default role: each side is a peer cluster of the other.
+    let mut config = fed.gateway_config(id, &[]);
+    config.tls.allowed = gos_gateway::AllowList::new([peer]);
+    HybridTopologyManager::start(config, topology.clone(), store, ManagerConfig::default())
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,4 +109,88 @@ async fn node_code_is_the_same_wherever_the_sender_lives() {
             .await,
         Err(GatewayError::ForeignNode { node: 2, .. })
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_target_or_cluster_does_not_stop_the_others_and_leaves_nothing_behind() {
+    let fed = Fed::new();
+    // A full graph of six: east 0, 1; west 2, 3; north 4, 5. Default roles (peer clusters).
+    let topology = HybridTopology::new(
+        Topology::full(6).unwrap(),
+        ["east", "east", "west", "west", "north", "north"],
+    )
+    .unwrap();
+    let start = |id: &'static str, others: [&'static str; 2]| {
+        let mut config = fed.gateway_config(id, &[]);
+        config.tls.allowed = gos_gateway::AllowList::new(others);
+        config.timeouts.connect = Duration::from_millis(500);
+        config.max_attempts = 1;
+        let topology = topology.clone();
+        async move {
+            HybridTopologyManager::start(
+                config,
+                topology,
+                memory(1 << 30),
+                ManagerConfig::default(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let east = start("east", ["west", "north"]).await;
+    let west = start("west", ["east", "north"]).await;
+    let north = start("north", ["east", "west"]).await;
+    east.add_peer("west", addr(west.gateway())).unwrap();
+    east.add_peer("north", addr(north.gateway())).unwrap();
+    // North goes away; in west only node 2 listens (node 3 never registered).
+    north.shutdown().await;
+    let mut n1 = east.register(NodeId(1)).unwrap();
+    let mut n2 = west.register(NodeId(2)).unwrap();
+
+    let key = ObjectKey::round("fed", "node_0", 1).unwrap();
+    // One reader of node 0's object shares east's store: node 1.
+    east.store()
+        .put_opts(
+            &key,
+            pattern(2 << 20, 9),
+            &gos_store::PutOptions::new().readers(1),
+        )
+        .await
+        .unwrap();
+    let report = east
+        .publish(Message::key("fed", NodeId(0), 1, &key), Targets::Neighbours)
+        .await
+        .unwrap();
+    assert_eq!(report.local, vec![NodeId(1)]);
+    assert_eq!(report.remote, vec![(NodeId(2), "west".to_owned())]);
+    let failed: Vec<(u32, &str)> = report
+        .failed
+        .iter()
+        .map(|f| (f.node.0, f.cluster.as_str()))
+        .collect();
+    assert_eq!(failed, vec![(3, "west"), (4, "north"), (5, "north")]);
+    assert!(!report.is_complete());
+    assert_eq!(report.failed_local("east").count(), 0);
+
+    // West counted its two targets and released for node 3 at once: node 2's release is
+    // the last. East's reader releases its own copy. Nothing is left in either cluster.
+    assert_eq!(
+        west.store()
+            .head(&key)
+            .await
+            .unwrap()
+            .unwrap()
+            .readers
+            .count(),
+        Some(1)
+    );
+    for (mailbox, store) in [(&mut n1, east.store()), (&mut n2, west.store())] {
+        let msg = mailbox.recv_timeout(Duration::from_secs(3)).await.unwrap();
+        let k = msg.body_key().unwrap();
+        assert_eq!(store.get(&k).await.unwrap().unwrap(), pattern(2 << 20, 9));
+        assert!(store.release(&k).await.unwrap().deleted());
+    }
+    assert!(east.store().is_empty().await.unwrap());
+    assert!(west.store().is_empty().await.unwrap());
+    assert_eq!(west.store().stats().await.unwrap().reserved, 0);
 }

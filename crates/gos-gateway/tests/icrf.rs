@@ -7,11 +7,28 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use gos_gateway::frame::{self, FrameKind, RemoteError, Reply, Request, Response};
-use gos_store::{ObjectKey, ObjectStore, ObjectStoreExt, PutMode};
+use gos_gateway::frame::{self, FrameKind, Reply, Request, Response, WireOptions};
+use gos_gateway::{Outgoing, TargetOutcome};
+use gos_store::{ObjectKey, ObjectStore, ObjectStoreExt, PutOptions, ReleaseOutcome};
 use gos_topology::{Message, NodeId};
 
 const BIG: usize = 64 << 20;
+
+fn outgoing<'a>(key: &'a ObjectKey, bytes: &'a bytes::Bytes) -> Outgoing<'a> {
+    Outgoing {
+        key,
+        bytes,
+        lease: None,
+    }
+}
+
+fn put_request(key: &ObjectKey, len: u64) -> Request {
+    Request::Put {
+        key: key.clone(),
+        options: WireOptions::from(&PutOptions::new()),
+        len,
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_clusters_exchange_messages_and_64_mib_objects() {
@@ -27,10 +44,10 @@ async fn two_clusters_exchange_messages_and_64_mib_objects() {
     let weights = pattern(BIG, 7);
     let msg = Message::key("fed", NodeId(0), 1, &key);
     let done = to_b
-        .deliver(NodeId(1), &msg, Some((&key, &weights)))
+        .deliver(&[NodeId(1)], &msg, Some(outgoing(&key, &weights)))
         .await
         .unwrap();
-    assert!(!done.duplicate);
+    assert_eq!(done, vec![(NodeId(1), TargetOutcome::Delivered)]);
     let got = b1.recv_timeout(Duration::from_secs(3)).await.unwrap();
     assert_eq!(got, msg, "the key-only message arrives as sent");
     assert_eq!(got.body_key(), Some(key.clone()));
@@ -43,7 +60,7 @@ async fn two_clusters_exchange_messages_and_64_mib_objects() {
     // And back, a message without an object.
     let to_a = b.gateway.peer("cluster-a", addr(&a.gateway)).unwrap();
     let reply = Message::control("fed", NodeId(1), 1).with_header("ack", "1");
-    to_a.deliver(NodeId(2), &reply, None).await.unwrap();
+    to_a.deliver(&[NodeId(2)], &reply, None).await.unwrap();
     assert_eq!(
         a2.recv_timeout(Duration::from_secs(3)).await.unwrap(),
         reply
@@ -70,11 +87,12 @@ async fn a_retried_delivery_reaches_the_mailbox_once() {
     // dies before the reply is read (the reply is lost).
     let conn = raw_connection(&fed, "cluster-a", &b.gateway).await;
     let request = Request::Deliver(Box::new(frame::Delivery {
-        to: 1,
+        to: vec![1],
         message: msg.clone(),
         object: Some(frame::ObjectHeader {
             key: key.clone(),
             len: object.len() as u64,
+            lease: None,
         }),
     }));
     let (mut send, _recv) = conn.open_bi().await.unwrap();
@@ -91,16 +109,13 @@ async fn a_retried_delivery_reaches_the_mailbox_once() {
 
     // The sender retries the same message id through its gateway.
     let peer = a.gateway.peer("cluster-b", addr(&b.gateway)).unwrap();
-    let again = peer
-        .deliver(NodeId(1), &msg, Some((&key, &object)))
-        .await
-        .unwrap();
-    assert!(again.duplicate);
-    let once = peer
-        .deliver(NodeId(1), &msg, Some((&key, &object)))
-        .await
-        .unwrap();
-    assert!(once.duplicate);
+    for _ in 0..2 {
+        let again = peer
+            .deliver(&[NodeId(1)], &msg, Some(outgoing(&key, &object)))
+            .await
+            .unwrap();
+        assert_eq!(again, vec![(NodeId(1), TargetOutcome::Duplicate)]);
+    }
     assert_eq!(
         mailbox.recv_timeout(Duration::from_secs(1)).await.unwrap(),
         msg
@@ -110,6 +125,11 @@ async fn a_retried_delivery_reaches_the_mailbox_once() {
     assert_eq!(b.gateway.stats().delivered, 1);
     assert_eq!(b.gateway.stats().duplicates, 2);
     assert_eq!(b.store.get(&key).await.unwrap().unwrap(), object);
+    // The retries did not store the object again: its one reader count is intact.
+    assert_eq!(
+        b.store.release(&key).await.unwrap(),
+        ReleaseOutcome::Deleted
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,19 +142,16 @@ async fn a_connection_killed_mid_transfer_leaves_nothing_partial() {
         let conn = raw_connection(&fed, "cluster-a", &b.gateway).await;
         let request = if deliver {
             Request::Deliver(Box::new(frame::Delivery {
-                to: 1,
+                to: vec![1],
                 message: Message::key("fed", NodeId(0), 1, &key),
                 object: Some(frame::ObjectHeader {
                     key: key.clone(),
                     len: BIG as u64,
+                    lease: None,
                 }),
             }))
         } else {
-            Request::Put {
-                key: key.clone(),
-                mode: PutMode::Overwrite,
-                len: BIG as u64,
-            }
+            put_request(&key, BIG as u64)
         };
         let failed_before = b.gateway.stats().requests_failed;
         let (mut send, _recv) = conn.open_bi().await.unwrap();
@@ -147,7 +164,8 @@ async fn a_connection_killed_mid_transfer_leaves_nothing_partial() {
         let gateway = &b.gateway;
         eventually(async || gateway.stats().requests_failed > failed_before).await;
         assert_eq!(b.store.len().await.unwrap(), 0);
-        assert_eq!(b.store.stats().await.unwrap().bytes, 0);
+        let stats = b.store.stats().await.unwrap();
+        assert_eq!((stats.bytes, stats.reserved), (0, 0));
         assert!(mailbox.try_recv().is_err());
     }
 }
@@ -162,15 +180,8 @@ async fn a_corrupted_payload_is_rejected() {
     let mut checksum = frame::Checksum::new();
     checksum.update(&object);
     let trailer = checksum.trailer();
-    let mut bytes = frame::encode(
-        FrameKind::Request,
-        &Request::Put {
-            key: key.clone(),
-            mode: PutMode::Overwrite,
-            len: object.len() as u64,
-        },
-    )
-    .unwrap();
+    let mut bytes =
+        frame::encode(FrameKind::Request, &put_request(&key, object.len() as u64)).unwrap();
     let header_len = bytes.len();
     bytes.extend_from_slice(&object);
     bytes.extend_from_slice(&trailer);
@@ -179,12 +190,16 @@ async fn a_corrupted_payload_is_rejected() {
     corrupted[header_len + 12345] ^= 0x10;
     let response = raw_request(&conn, &corrupted).await;
     assert!(
-        matches!(response, Response::Err(RemoteError::Corrupted(_))),
+        matches!(response, Response::Err(gos_store::Error::Corrupted(_))),
         "{response:?}"
     );
     assert_eq!(b.store.len().await.unwrap(), 0);
+    assert_eq!(b.store.stats().await.unwrap().reserved, 0);
     // The same bytes, intact, are stored.
-    assert_eq!(raw_request(&conn, &bytes).await, Response::Ok(Reply::Done));
+    assert!(matches!(
+        raw_request(&conn, &bytes).await,
+        Response::Ok(Reply::Done)
+    ));
     assert_eq!(b.store.get(&key).await.unwrap().unwrap(), object);
 }
 
@@ -204,9 +219,9 @@ async fn a_slow_reader_gets_every_byte_with_large_windows() {
         .unwrap();
     send.finish().unwrap();
     let response = read_response(&mut recv).await;
-    assert_eq!(
-        response,
-        Response::Ok(Reply::Object(Some(object.len() as u64)))
+    assert!(
+        matches!(response, Response::Ok(Reply::Object(Some(n))) if n == object.len() as u64),
+        "{response:?}"
     );
     // Let the gateway fill the whole stream window before reading anything ...
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -243,20 +258,94 @@ async fn a_delivery_to_a_store_only_gateway_or_an_unknown_node_is_refused() {
     let msg = Message::control("fed", NodeId(0), 1);
     let to_s = a.gateway.peer("cluster-s", addr(&store_only)).unwrap();
     assert!(matches!(
-        to_s.deliver(NodeId(1), &msg, None).await,
-        Err(gos_gateway::GatewayError::Remote(RemoteError::Refused(_)))
+        to_s.deliver(&[NodeId(1)], &msg, None).await,
+        Err(gos_gateway::GatewayError::Remote(
+            gos_store::Error::InvalidArgument(_)
+        ))
     ));
     let to_b = a.gateway.peer("cluster-b", addr(&b.gateway)).unwrap();
-    // Node 1 exists but never registered a mailbox.
-    assert!(matches!(
-        to_b.deliver(NodeId(1), &msg, None).await,
-        Err(gos_gateway::GatewayError::Remote(RemoteError::Delivery(_)))
-    ));
-    // A failed delivery does not burn the id: once the node is there, the same message goes.
+    // Node 1 exists but never registered a mailbox: that target failed.
+    let outcomes = to_b.deliver(&[NodeId(1)], &msg, None).await.unwrap();
+    assert!(
+        matches!(outcomes.as_slice(), [(NodeId(1), TargetOutcome::Failed(_))]),
+        "{outcomes:?}"
+    );
+    // A failed delivery without an object does not burn the id: once the node is there, the
+    // same message goes.
     let mut mailbox = b.manager.register(NodeId(1)).unwrap();
-    assert!(!to_b.deliver(NodeId(1), &msg, None).await.unwrap().duplicate);
+    assert_eq!(
+        to_b.deliver(&[NodeId(1)], &msg, None).await.unwrap(),
+        vec![(NodeId(1), TargetOutcome::Delivered)]
+    );
     assert_eq!(
         mailbox.recv_timeout(Duration::from_secs(1)).await.unwrap(),
         msg
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_commits_one_reader_per_target_and_releases_for_the_unreached() {
+    let fed = Fed::new();
+    let a = fed.cluster("cluster-a", &["cluster-b"], 4).await;
+    let b = fed.cluster("cluster-b", &["cluster-a"], 4).await;
+    // Nodes 1 and 2 listen at b; node 3 never registered.
+    let mut n1 = b.manager.register(NodeId(1)).unwrap();
+    let mut n2 = b.manager.register(NodeId(2)).unwrap();
+    let to_b = a.gateway.peer("cluster-b", addr(&b.gateway)).unwrap();
+    let key = ObjectKey::round("fed", "node_0", 4).unwrap();
+    let object = pattern(1 << 20, 4);
+    let msg = Message::key("fed", NodeId(0), 4, &key);
+    let lease = Duration::from_secs(3600);
+    let outcomes = to_b
+        .deliver(
+            &[NodeId(3), NodeId(1), NodeId(2), NodeId(1)],
+            &msg,
+            Some(Outgoing {
+                key: &key,
+                bytes: &object,
+                lease: Some(lease),
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcomes.len(), 3, "one outcome per distinct target");
+    assert_eq!(outcomes[0], (NodeId(1), TargetOutcome::Delivered));
+    assert_eq!(outcomes[1], (NodeId(2), TargetOutcome::Delivered));
+    assert!(matches!(outcomes[2], (NodeId(3), TargetOutcome::Failed(_))));
+    // Three readers were counted, the unreached one released at once: two left, and the
+    // lease crossed as what was left of it.
+    let meta = b.store.head(&key).await.unwrap().unwrap();
+    assert_eq!(meta.readers.count(), Some(2));
+    let left = meta
+        .expires_at
+        .unwrap()
+        .duration_since(std::time::SystemTime::now())
+        .unwrap();
+    assert!(
+        left <= lease && left > lease - Duration::from_secs(60),
+        "{left:?}"
+    );
+    for mailbox in [&mut n1, &mut n2] {
+        let got = mailbox.recv_timeout(Duration::from_secs(3)).await.unwrap();
+        let key = got.body_key().unwrap();
+        assert_eq!(b.store.get(&key).await.unwrap().unwrap(), object);
+        b.store.release(&key).await.unwrap();
+    }
+    assert!(
+        b.store.is_empty().await.unwrap(),
+        "the last reader deleted it"
+    );
+    // A retry of the same message (a lost reply) changes nothing: the failed target stays
+    // failed, the object is not stored again.
+    let again = to_b
+        .deliver(
+            &[NodeId(1), NodeId(2), NodeId(3)],
+            &msg,
+            Some(outgoing(&key, &object)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again[0], (NodeId(1), TargetOutcome::Duplicate));
+    assert!(matches!(again[2], (NodeId(3), TargetOutcome::Failed(_))));
+    assert!(b.store.is_empty().await.unwrap());
 }

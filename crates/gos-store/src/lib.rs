@@ -35,6 +35,8 @@
 
 mod clock;
 mod error;
+#[cfg(feature = "serde")]
+mod error_serde;
 mod key;
 mod limits;
 mod options;

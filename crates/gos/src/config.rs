@@ -350,6 +350,11 @@ pub struct GatewayConfig {
     /// QUIC tuning for bulk transfer.
     #[serde(default)]
     pub transport: TransportConfig,
+    /// Roles of allowed identities (`id = "peer" | "read-write" | "read-only" | "admin"`); an
+    /// id listed here is allowed with that role. An allowed id without one is a peer cluster:
+    /// it acts only for its own nodes of a hybrid topology (see docs/icrf.md, "Roles").
+    #[serde(default)]
+    pub roles: std::collections::BTreeMap<String, String>,
 }
 
 fn default_dedup_window() -> usize {
@@ -400,6 +405,17 @@ pub struct WireLimitsConfig {
     /// The largest object accepted on the wire, either way; default 4 GiB.
     #[serde(deserialize_with = "de_size")]
     pub max_object: ByteSize,
+    /// The slowest transfer accepted, per second: a whole request must finish within
+    /// `timeouts.io + len / min_rate`; default 1 MiB (per second).
+    #[serde(deserialize_with = "de_size")]
+    pub min_rate: ByteSize,
+    /// Connections one identity may hold at once; default 32.
+    pub max_connections_per_peer: u32,
+    /// Connections the gateway accepts in all; default 1024.
+    pub max_connections: u32,
+    /// Object bytes one identity may have in flight at once; default 4 GiB.
+    #[serde(deserialize_with = "de_size")]
+    pub max_in_flight_per_peer: ByteSize,
 }
 
 impl Default for WireLimitsConfig {
@@ -408,6 +424,10 @@ impl Default for WireLimitsConfig {
             max_request_header: ByteSize(256 << 10),
             max_response_header: ByteSize(64 << 20),
             max_object: ByteSize(4 << 30),
+            min_rate: ByteSize(1 << 20),
+            max_connections_per_peer: 32,
+            max_connections: 1024,
+            max_in_flight_per_peer: ByteSize(4 << 30),
         }
     }
 }

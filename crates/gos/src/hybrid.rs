@@ -59,11 +59,18 @@ impl GatewayConfig {
     pub fn to_wire(&self, base: &Path) -> Result<WireGatewayConfig, GosError> {
         let mut allowed: Vec<String> = self.allow.clone();
         allowed.extend(self.peers.iter().map(|p| p.cluster.clone()));
+        let mut list = AllowList::new(allowed);
+        for (id, role) in &self.roles {
+            let role = role.parse::<gos_gateway::Role>().map_err(|e| {
+                crate::config::ConfigError::Invalid(format!("gateway.roles.{id}: {e}"))
+            })?;
+            list = list.grant(id.clone(), role);
+        }
         let tls = TlsSettings::from_files(
             &base.join(&self.cert),
             &base.join(&self.key),
             &base.join(&self.ca),
-            AllowList::new(allowed),
+            list,
         )
         .map_err(gos_gateway::GatewayError::from)?;
         let mut wire = WireGatewayConfig::new(self.listen.resolve()?, tls);
@@ -78,6 +85,10 @@ impl GatewayConfig {
             max_request_header: u32_of(self.limits.max_request_header),
             max_response_header: u32_of(self.limits.max_response_header),
             max_object: self.limits.max_object.0,
+            min_rate: self.limits.min_rate.0.max(1),
+            max_connections_per_peer: self.limits.max_connections_per_peer,
+            max_connections: self.limits.max_connections,
+            max_in_flight_per_peer: self.limits.max_in_flight_per_peer.0,
         };
         let t = &self.transport;
         wire.transport = TransportTuning {

@@ -295,6 +295,8 @@ ca = "certs/ca.pem"
 cert = "certs/{cluster}.pem"
 key = "certs/{cluster}.key"
 allow = [{allow}]
+# The remote-store client lists and deletes by prefix: an admin (other ids are peer clusters).
+roles = {{ client = "admin" }}
 "#,
         shm = shm.0,
         allow = allow.join(", ")

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use gos_gateway::certs::{FederationCa, Identity};
 use gos_gateway::{
-    AllowList, ClientConfig, Gateway, GatewayConfig, Timeouts, TlsSettings, TransportTuning,
+    AllowList, ClientConfig, Gateway, GatewayConfig, Role, Timeouts, TlsSettings, TransportTuning,
 };
 use gos_store::{Limits, ObjectStore};
 use gos_store_memory::MemoryStore;
@@ -38,8 +38,18 @@ impl Fed {
         tls_with(&self.ca, self.ca.issue(id).unwrap(), allowed)
     }
 
+    /// A gateway configuration allowing `allowed` as admins: the tests of the transport
+    /// are not about roles (tests/roles.rs is).
     pub fn gateway_config(&self, id: &str, allowed: &[&str]) -> GatewayConfig {
-        let mut config = GatewayConfig::new(LOCALHOST.parse().unwrap(), self.tls(id, allowed));
+        let roles: Vec<(&str, Role)> = allowed.iter().map(|a| (*a, Role::Admin)).collect();
+        self.gateway_config_with_roles(id, &roles)
+    }
+
+    /// A gateway configuration allowing each id with its role.
+    pub fn gateway_config_with_roles(&self, id: &str, allowed: &[(&str, Role)]) -> GatewayConfig {
+        let mut tls = self.tls(id, &[]);
+        tls.allowed = AllowList::with_roles(allowed.iter().copied());
+        let mut config = GatewayConfig::new(LOCALHOST.parse().unwrap(), tls);
         config.timeouts = timeouts();
         config
     }
@@ -139,7 +149,8 @@ impl Fed {
     }
 }
 
-/// Sends raw bytes as one request on a new stream and reads the response header.
+/// Sends raw bytes as one request on a new stream and reads the final response header (past
+/// an `Admitted`).
 pub async fn raw_request(conn: &quinn::Connection, bytes: &[u8]) -> gos_gateway::frame::Response {
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
     // The gateway may refuse before reading everything and stop the stream: ignore that.
@@ -148,7 +159,17 @@ pub async fn raw_request(conn: &quinn::Connection, bytes: &[u8]) -> gos_gateway:
     read_response(&mut recv).await
 }
 
+/// Reads the final response header of a stream, past an `Admitted`.
 pub async fn read_response(recv: &mut quinn::RecvStream) -> gos_gateway::frame::Response {
+    use gos_gateway::frame::{Reply, Response};
+    match read_one_response(recv).await {
+        Response::Ok(Reply::Admitted) => read_one_response(recv).await,
+        other => other,
+    }
+}
+
+/// Reads one response header.
+pub async fn read_one_response(recv: &mut quinn::RecvStream) -> gos_gateway::frame::Response {
     use gos_gateway::frame::{self, FrameKind, PREFIX_LEN};
     let mut prefix = [0u8; PREFIX_LEN];
     tokio::time::timeout(Duration::from_secs(5), recv.read_exact(&mut prefix))
