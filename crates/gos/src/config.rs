@@ -21,6 +21,7 @@
 //! [bus]
 //! mailbox_capacity = 1024
 //! publish_timeout_ms = 5000
+//! # lease_ms = 180000       # how long a shared model waits for its readers (default 3 min)
 //!
 //! [gateway]                  # optional
 //! listen = "127.0.0.1:7400"
@@ -246,6 +247,11 @@ pub struct BusConfig {
     /// How long a publish waits on a full mailbox, in milliseconds.
     #[serde(default = "default_publish_timeout_ms")]
     pub publish_timeout_ms: u64,
+    /// How long a shared model lives at most, in milliseconds, released or not: the safety net
+    /// for readers that die before releasing (docs/lifecycle.md). Default
+    /// [`DEFAULT_LEASE`](crate::DEFAULT_LEASE), three gather timeouts.
+    #[serde(default)]
+    pub lease_ms: Option<u64>,
 }
 
 fn default_mailbox() -> usize {
@@ -261,6 +267,7 @@ impl Default for BusConfig {
         BusConfig {
             mailbox_capacity: default_mailbox(),
             publish_timeout_ms: default_publish_timeout_ms(),
+            lease_ms: None,
         }
     }
 }
@@ -273,6 +280,12 @@ impl BusConfig {
             publish_timeout: Duration::from_millis(self.publish_timeout_ms),
             ..ManagerConfig::default()
         }
+    }
+
+    /// The lease of shared models (`lease_ms`, or [`DEFAULT_LEASE`](crate::DEFAULT_LEASE)).
+    pub fn lease(&self) -> Duration {
+        self.lease_ms
+            .map_or(crate::DEFAULT_LEASE, Duration::from_millis)
     }
 }
 
@@ -409,6 +422,11 @@ impl ClusterConfig {
         if self.bus.mailbox_capacity == 0 {
             return Err(ConfigError::Invalid(
                 "bus.mailbox_capacity must be at least 1".into(),
+            ));
+        }
+        if self.bus.lease_ms == Some(0) {
+            return Err(ConfigError::Invalid(
+                "bus.lease_ms must be at least 1".into(),
             ));
         }
         Ok(())
