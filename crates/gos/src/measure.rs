@@ -4,13 +4,12 @@
 //! ([`collect_rounds`]); [`run_rounds`] does both for nodes that are tasks of this process, and
 //! [`measure_rounds`] times a [`Federation`] with a fixed model.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Barrier, mpsc};
+use tokio::sync::{mpsc, watch};
 
 use crate::cluster::Federation;
 use crate::error::GosError;
@@ -253,10 +252,12 @@ pub async fn collect_rounds(
     Ok(timings)
 }
 
-/// In-process: report on a channel, then meet the other nodes at a barrier.
+/// In-process: report on a channel, then wait until the driver has collected the round (so
+/// that it reads the bus counters between rounds, as over the process relay).
 struct LocalSync {
     events: mpsc::UnboundedSender<RoundEvent>,
-    barrier: Arc<Barrier>,
+    /// The number of rounds the driver has collected.
+    collected: watch::Receiver<u64>,
 }
 
 #[async_trait]
@@ -265,8 +266,29 @@ impl RoundSync for LocalSync {
         self.events
             .send(Ok(done))
             .map_err(|_| GosError::Task("the round driver is gone".into()))?;
-        self.barrier.wait().await;
+        self.collected
+            .clone()
+            .wait_for(|collected| *collected > done.round)
+            .await
+            .map_err(|_| GosError::Task("the round driver is gone".into()))?;
         Ok(())
+    }
+}
+
+/// Tells the in-process nodes that a round was collected, after the caller's observer.
+struct Release<'a> {
+    inner: &'a mut dyn RoundObserver,
+    collected: watch::Sender<u64>,
+}
+
+impl RoundObserver for Release<'_> {
+    fn node_done(&mut self, done: &NodeRound) {
+        self.inner.node_done(done);
+    }
+
+    fn round_done(&mut self, round: u64) {
+        self.inner.round_done(round);
+        self.collected.send_replace(round + 1);
     }
 }
 
@@ -282,12 +304,12 @@ pub async fn run_rounds(
 ) -> Result<Vec<RoundTiming>, GosError> {
     let count = nodes.len();
     let (tx, rx) = mpsc::unbounded_channel();
-    let barrier = Arc::new(Barrier::new(count));
+    let (collected, collected_rx) = watch::channel(0);
     let mut tasks = Vec::with_capacity(count);
     for (node, mut model) in nodes {
         let sync = LocalSync {
             events: tx.clone(),
-            barrier: Arc::clone(&barrier),
+            collected: collected_rx.clone(),
         };
         let (failures, id) = (tx.clone(), node.id());
         tasks.push(AbortOnDrop(tokio::spawn(async move {
@@ -300,8 +322,12 @@ pub async fn run_rounds(
     }
     drop(tx);
     // On failure the tasks are aborted when `tasks` drops: the others may wait for the failed
-    // node forever (at the barrier, in gather).
-    let timings = collect_rounds(rx, count, rounds, meter, observer).await?;
+    // node forever (for the round's end, in gather).
+    let mut release = Release {
+        inner: observer,
+        collected,
+    };
+    let timings = collect_rounds(rx, count, rounds, meter, &mut release).await?;
     for mut task in tasks {
         (&mut task.0)
             .await
