@@ -282,8 +282,8 @@ fn a_reader_process_killed_before_it_releases_leaves_the_object_to_its_lease() -
     runtime.block_on(async {
         // A star: node 0 shares, nodes 1 (here) and 2 (the process to kill) read.
         let shared_store: Arc<dyn ObjectStore> = store.clone();
-        let federation = Federation::new("e2e", Topology::star(3, NodeId(0))?, shared_store)
-            .lease(Some(LEASE));
+        let federation =
+            Federation::new("e2e", Topology::star(3, NodeId(0))?, shared_store).lease(Some(LEASE));
         let mut nodes = federation.nodes()?;
         let shared = nodes[0].share(1, Bytes::from(vec![7u8; 1 << 20])).await?;
         let meta = store.head(&shared.key).await?.context("the shared key")?;

@@ -89,7 +89,7 @@ pub struct Received {
 /// use std::sync::Arc;
 /// use std::time::Duration;
 /// use bytes::Bytes;
-/// use gos::{Federation, MemoryStore, ObjectStore, Topology};
+/// use gos::{Federation, MemoryStore, ObjectStoreExt, Topology};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), gos::GosError> {
