@@ -55,7 +55,7 @@ async fn run_all(args: &BenchArgs) -> Result<()> {
         for &topology in &args.topologies {
             let mut bus = Vec::new();
             for &model in &args.models {
-                let (median, min, messages, bytes) = one(&args, store, topology, model as usize)
+                let (median, min, messages, bytes) = one(args, store, topology, model as usize)
                     .await
                     .with_context(|| {
                         format!(

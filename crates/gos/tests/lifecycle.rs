@@ -2,7 +2,8 @@
 //! readers and the lease are put with the key, each release is one store operation, a reader
 //! that never releases leaves the object to its lease, a publish that fails (whatever the
 //! error) releases for every reader it missed, and forged, repeated or garbled messages never
-//! make a reader release for others. Deterministic: a manual clock, no sleeps.
+//! make a reader release for others. Deterministic: the store runs on a manual clock.
+#![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 use std::time::Duration;
