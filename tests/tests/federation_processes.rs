@@ -291,7 +291,7 @@ fn a_reader_process_killed_before_it_releases_leaves_the_object_to_its_lease() -
         publish(&dir.path().join("store"), &name)?;
         publish(&dir.path().join("key"), shared.key.as_str())?;
         let mut reader = spawn("reader", dir.path())?;
-        wait_for(&dir.path().join("read"), Duration::from_secs(20))?;
+        wait_for(&dir.path().join("read"), Duration::from_secs(60))?;
         reader.0.kill()?;
         reader.0.wait()?;
         // The reader here releases; the dead one never will.
