@@ -1,4 +1,5 @@
-//! The life of a shared object (docs/lifecycle.md) over the memory store: the count of
+//! The life of a shared object (docs/lifecycle.md) over the memory store and (feature `shm`)
+//! the shared-memory store: the count of
 //! readers and the lease are put with the key, each release is one store operation, a reader
 //! that never releases leaves the object to its lease, a publish that fails (whatever the
 //! error) releases for every reader it missed, and forged, repeated or garbled messages never
@@ -19,19 +20,67 @@ use gos::{
 
 const LEASE: Duration = Duration::from_secs(30);
 
-fn clocked_store() -> (Arc<MemoryStore>, ManualClock) {
+/// A store under test: memory, or shared memory (removed on drop).
+struct Fixture {
+    store: Arc<dyn ObjectStore>,
+    clock: ManualClock,
+    _remove: Option<Remove>,
+}
+
+struct Remove(#[allow(dead_code)] String);
+
+impl Drop for Remove {
+    fn drop(&mut self) {
+        #[cfg(feature = "shm")]
+        let _ = gos::shm::ShmStore::remove(&self.0);
+    }
+}
+
+/// Every backend of this build, each on a manual clock.
+fn fixtures() -> Vec<Fixture> {
+    let mut all = Vec::new();
     let clock = ManualClock::new();
-    let store = MemoryStore::default().with_clock(Arc::new(clock.clone()) as Arc<dyn Clock>);
-    (Arc::new(store), clock)
+    all.push(Fixture {
+        store: Arc::new(
+            MemoryStore::default().with_clock(Arc::new(clock.clone()) as Arc<dyn Clock>),
+        ),
+        clock,
+        _remove: None,
+    });
+    #[cfg(feature = "shm")]
+    {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "lifecycle-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let _ = gos::shm::ShmStore::remove(&name);
+        let clock = ManualClock::new();
+        let store = gos::shm::ShmStore::create(
+            &name,
+            gos::shm::ShmConfig::new(gos::Limits::with_capacity(64 << 20)),
+        )
+        .unwrap()
+        .with_clock(Arc::new(clock.clone()) as Arc<dyn Clock>);
+        all.push(Fixture {
+            store: Arc::new(store),
+            clock,
+            _remove: Some(Remove(name)),
+        });
+    }
+    all
 }
 
 fn key(node: u32, round: u64) -> ObjectKey {
     ObjectKey::round("fed", &NodeId(node).to_string(), round).unwrap()
 }
 
-#[tokio::test]
-async fn a_share_puts_its_local_readers_and_its_lease_with_the_key() {
-    let (store, clock) = clocked_store();
+async fn a_share_puts_its_local_readers_and_its_lease_with_the_key_on(
+    store: Arc<dyn ObjectStore>,
+    clock: ManualClock,
+) {
     let federation = Federation::new("fed", Topology::star(4, NodeId(0)).unwrap(), store.clone())
         .lease(Some(LEASE));
     let mut nodes = federation.nodes().unwrap();
@@ -39,7 +88,11 @@ async fn a_share_puts_its_local_readers_and_its_lease_with_the_key() {
     let meta = store.head(&shared.key).await.unwrap().unwrap();
     // Three readers; the publisher's hold was released when the publish returned.
     assert_eq!(meta.readers, Readers::exactly(3).unwrap());
-    assert_eq!(meta.expires_at, Some(clock.now() + LEASE));
+    let deadline = meta.expires_at.map(gos::store::to_unix_millis);
+    assert_eq!(
+        deadline,
+        Some(gos::store::to_unix_millis(clock.now() + LEASE))
+    );
     // Only the model is in the store: no bookkeeping keys.
     assert_eq!(store.keys().await.unwrap(), vec![shared.key.clone()]);
     let mut outcomes = Vec::new();
@@ -58,9 +111,10 @@ async fn a_share_puts_its_local_readers_and_its_lease_with_the_key() {
     assert!(store.is_empty().await.unwrap());
 }
 
-#[tokio::test]
-async fn a_reader_that_never_releases_leaves_the_object_to_its_lease() {
-    let (store, clock) = clocked_store();
+async fn a_reader_that_never_releases_leaves_the_object_to_its_lease_on(
+    store: Arc<dyn ObjectStore>,
+    clock: ManualClock,
+) {
     let federation =
         Federation::new("fed", Topology::ring(3).unwrap(), store.clone()).lease(Some(LEASE));
     let mut nodes = federation.nodes().unwrap();
@@ -84,9 +138,10 @@ async fn a_reader_that_never_releases_leaves_the_object_to_its_lease() {
     assert_eq!(&held.value[..], b"w");
 }
 
-#[tokio::test]
-async fn a_node_sweeps_expired_objects_when_it_shares() {
-    let (store, clock) = clocked_store();
+async fn a_node_sweeps_expired_objects_when_it_shares_on(
+    store: Arc<dyn ObjectStore>,
+    clock: ManualClock,
+) {
     let federation =
         Federation::new("fed", Topology::ring(3).unwrap(), store.clone()).lease(Some(LEASE));
     let mut nodes = federation.nodes().unwrap();
@@ -140,7 +195,7 @@ impl Bus for FailingBus {
 }
 
 fn failing_node(
-    store: &Arc<MemoryStore>,
+    store: &Arc<dyn ObjectStore>,
     manager: &TopologyManager,
     deliver_to: Vec<NodeId>,
     error: fn(Vec<NodeId>) -> GosError,
@@ -160,8 +215,10 @@ fn failing_node(
     )
 }
 
-#[tokio::test]
-async fn a_publish_that_reaches_nobody_deletes_whatever_the_error() {
+async fn a_publish_that_reaches_nobody_deletes_whatever_the_error_on(
+    store: Arc<dyn ObjectStore>,
+    _clock: ManualClock,
+) {
     let errors: [fn(Vec<NodeId>) -> GosError; 4] = [
         |_| GosError::Bus("the relay is gone".into()),
         |_| {
@@ -174,7 +231,6 @@ async fn a_publish_that_reaches_nobody_deletes_whatever_the_error() {
         |_| GosError::Store(gos::StoreError::Busy("peer gateway overloaded".into())),
     ];
     for error in errors {
-        let store = Arc::new(MemoryStore::default());
         let manager = TopologyManager::new(Topology::full(4).unwrap(), ManagerConfig::default());
         let mut node = failing_node(&store, &manager, Vec::new(), error);
         let err = node.share(1, Bytes::from_static(b"w")).await.unwrap_err();
@@ -187,9 +243,10 @@ async fn a_publish_that_reaches_nobody_deletes_whatever_the_error() {
     }
 }
 
-#[tokio::test]
-async fn a_partial_publish_releases_for_the_readers_it_missed() {
-    let store = Arc::new(MemoryStore::default());
+async fn a_partial_publish_releases_for_the_readers_it_missed_on(
+    store: Arc<dyn ObjectStore>,
+    _clock: ManualClock,
+) {
     let manager = TopologyManager::new(Topology::full(4).unwrap(), ManagerConfig::default());
     let mut readers: Vec<_> = (1..4)
         .map(|i| manager.register(NodeId(i)).unwrap())
@@ -225,9 +282,10 @@ async fn a_partial_publish_releases_for_the_readers_it_missed() {
     assert!(store.is_empty().await.unwrap());
 }
 
-#[tokio::test]
-async fn forged_repeated_or_garbled_messages_never_release_for_others() {
-    let store = Arc::new(MemoryStore::default());
+async fn forged_repeated_or_garbled_messages_never_release_for_others_on(
+    store: Arc<dyn ObjectStore>,
+    _clock: ManualClock,
+) {
     let federation = Federation::new("fed", Topology::star(4, NodeId(0)).unwrap(), store.clone());
     let manager = federation.manager().clone();
     let mut nodes = federation.nodes().unwrap();
@@ -289,9 +347,10 @@ async fn forged_repeated_or_garbled_messages_never_release_for_others() {
     assert_eq!(store.keys().await.unwrap(), vec![victim]);
 }
 
-#[tokio::test]
-async fn owner_next_round_retention_removes_every_earlier_round_at_once() {
-    let store = Arc::new(MemoryStore::default());
+async fn owner_next_round_retention_removes_every_earlier_round_at_once_on(
+    store: Arc<dyn ObjectStore>,
+    _clock: ManualClock,
+) {
     let federation = Federation::new("fed", Topology::ring(3).unwrap(), store.clone())
         .policy(DeletePolicy::OwnerNextRound);
     let mut nodes = federation.nodes().unwrap();
@@ -329,4 +388,78 @@ fn the_lease_is_set_in_the_cluster_file_with_a_default_from_the_gather_timeout()
     assert_eq!(config.bus.lease(), Duration::from_millis(2500));
     let err = ClusterConfig::from_toml(&format!("{base}[bus]\nlease_ms = 0\n")).unwrap_err();
     assert!(err.to_string().contains("bus.lease_ms"), "{err}");
+}
+
+#[tokio::test]
+async fn a_share_puts_its_local_readers_and_its_lease_with_the_key() {
+    for f in fixtures() {
+        a_share_puts_its_local_readers_and_its_lease_with_the_key_on(
+            Arc::clone(&f.store),
+            f.clock.clone(),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_reader_that_never_releases_leaves_the_object_to_its_lease() {
+    for f in fixtures() {
+        a_reader_that_never_releases_leaves_the_object_to_its_lease_on(
+            Arc::clone(&f.store),
+            f.clock.clone(),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_node_sweeps_expired_objects_when_it_shares() {
+    for f in fixtures() {
+        a_node_sweeps_expired_objects_when_it_shares_on(Arc::clone(&f.store), f.clock.clone())
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn a_publish_that_reaches_nobody_deletes_whatever_the_error() {
+    for f in fixtures() {
+        a_publish_that_reaches_nobody_deletes_whatever_the_error_on(
+            Arc::clone(&f.store),
+            f.clock.clone(),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_partial_publish_releases_for_the_readers_it_missed() {
+    for f in fixtures() {
+        a_partial_publish_releases_for_the_readers_it_missed_on(
+            Arc::clone(&f.store),
+            f.clock.clone(),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn forged_repeated_or_garbled_messages_never_release_for_others() {
+    for f in fixtures() {
+        forged_repeated_or_garbled_messages_never_release_for_others_on(
+            Arc::clone(&f.store),
+            f.clock.clone(),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn owner_next_round_retention_removes_every_earlier_round_at_once() {
+    for f in fixtures() {
+        owner_next_round_retention_removes_every_earlier_round_at_once_on(
+            Arc::clone(&f.store),
+            f.clock.clone(),
+        )
+        .await;
+    }
 }
