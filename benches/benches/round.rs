@@ -1,6 +1,6 @@
 //! A whole federated round, end to end through the facade (`gos::measure_rounds`): 16 nodes
 //! share a model (store put + key on the bus), gather their neighbours' models (zero-copy
-//! gets) and release them (the last reader deletes). Ring and full topologies, 1 MiB and
+//! gets) and release them (each release one store operation; the last deletes). Ring and full topologies, 1 MiB and
 //! 100 MiB models, memory and shm backends. Prints a table: round time, and bus bytes per round
 //! (the same for both sizes, or the benchmark fails). `gos bench` runs the same from the CLI.
 //!

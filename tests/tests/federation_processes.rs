@@ -7,9 +7,13 @@
 //! The clusters are this test binary run again with `GOS_FED_ROLE` set: the `cluster_process`
 //! test then plays that cluster. The processes meet through files in a shared directory (each
 //! writes its gateway address, then that it is done); every wait is bounded.
+//!
+//! Also: a reader process killed (SIGKILL) between its get and its release, holding the value
+//! pinned in a shared-memory store; the object goes at its lease and the store ends empty.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -117,8 +121,34 @@ async fn play(id: &str, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The child side of the killed-reader test: opens the store, pins the value of `key`, says so
+/// and waits to be killed.
+fn read_and_hang(dir: &Path) -> Result<()> {
+    let name = std::fs::read_to_string(dir.join("store"))?;
+    let key = gos::ObjectKey::new(std::fs::read_to_string(dir.join("key"))?.trim())?;
+    let store = gos::shm::ShmStore::open(name.trim())?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let value = runtime
+        .block_on(gos::ObjectStore::get(&store, &key))?
+        .context("the key to read")?;
+    publish(&dir.join("read"), &value.len().to_string())?;
+    // Never releases: the test kills this process (bounded, in case it does not).
+    std::thread::sleep(Duration::from_secs(60));
+    drop(value);
+    Ok(())
+}
+
 #[test]
 fn cluster_process() {
+    if let (Ok(role), Ok(dir)) = (std::env::var(ROLE), std::env::var(DIR))
+        && role == "reader"
+    {
+        if let Err(e) = read_and_hang(Path::new(&dir)) {
+            eprintln!("reader: {e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let (Ok(role), Ok(dir)) = (std::env::var(ROLE), std::env::var(DIR)) else {
         return; // Only a child started by the test below plays a cluster.
     };
@@ -225,4 +255,62 @@ fn a_federation_over_two_cluster_processes() -> Result<()> {
         "{total_messages} messages routed"
     );
     Ok(())
+}
+
+#[test]
+fn a_reader_process_killed_before_it_releases_leaves_the_object_to_its_lease() -> Result<()> {
+    use gos::{Federation, NodeId, ObjectStore, Readers, Topology};
+    if std::env::var_os(ROLE).is_some() {
+        return Ok(());
+    }
+    const LEASE: Duration = Duration::from_millis(1500);
+    let dir = tempfile::tempdir()?;
+    let name = format!("e2e-killed-reader-{}", std::process::id());
+    let _ = gos::shm::ShmStore::remove(&name);
+    let store = Arc::new(gos::shm::ShmStore::create(
+        &name,
+        gos::shm::ShmConfig::new(gos::Limits::with_capacity(64 << 20)),
+    )?);
+    struct Remove(String);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = gos::shm::ShmStore::remove(&self.0);
+        }
+    }
+    let _remove = Remove(name.clone());
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        // A star: node 0 shares, nodes 1 (here) and 2 (the process to kill) read.
+        let shared_store: Arc<dyn ObjectStore> = store.clone();
+        let federation =
+            Federation::new("e2e", Topology::star(3, NodeId(0))?, shared_store).lease(Some(LEASE));
+        let mut nodes = federation.nodes()?;
+        let shared = nodes[0].share(1, Bytes::from(vec![7u8; 1 << 20])).await?;
+        let meta = store.head(&shared.key).await?.context("the shared key")?;
+        ensure!(meta.readers == Readers::exactly(2).unwrap(), "{meta:?}");
+        publish(&dir.path().join("store"), &name)?;
+        publish(&dir.path().join("key"), shared.key.as_str())?;
+        let mut reader = spawn("reader", dir.path())?;
+        wait_for(&dir.path().join("read"), Duration::from_secs(60))?;
+        reader.0.kill()?;
+        reader.0.wait()?;
+        // The reader here releases; the dead one never will.
+        let input = nodes[1].receive(Duration::from_secs(5)).await?;
+        ensure!(!nodes[1].release(input).await?.deleted());
+        ensure!(store.contains(&shared.key).await?, "gone before its lease");
+        // Gone after its lease (bounded wait), its space back, the store empty.
+        let start = Instant::now();
+        while store.contains(&shared.key).await? {
+            ensure!(
+                start.elapsed() < LEASE + Duration::from_secs(10),
+                "the object outlived its lease"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        store.sweep().await?;
+        ensure!(store.keys().await?.is_empty(), "{:?}", store.keys().await?);
+        let stats = store.stats().await?;
+        ensure!(stats.entries == 0 && stats.bytes == 0, "{stats:?}");
+        anyhow::Ok(())
+    })
 }

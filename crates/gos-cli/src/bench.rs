@@ -1,16 +1,20 @@
 //! `gos bench`: how long a round takes on this machine. For each store, topology and model
 //! size asked for, the nodes (tasks of this process) share, gather and release models for a
-//! few rounds (`gos::measure_rounds`), and a table shows the round time and the bus traffic,
-//! which does not depend on the model size.
+//! few rounds (`gos::measure_rounds`, the round driver `gos demo` uses too), and a table shows
+//! the round time and the bus traffic, which does not depend on the model size. Every store
+//! must be empty after its rounds; Ctrl-C or SIGTERM removes the store being used.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use gos::shm::{ShmConfig, ShmStore};
-use gos::{Federation, Limits, MemoryStore, ObjectStore, RoundPlan, Topology, measure_rounds};
+use gos::{
+    Federation, Limits, MemoryStore, ObjectStore, ObjectStoreExt, RoundPlan, Topology,
+    measure_rounds,
+};
 
-use crate::demo::{StoreArg, TopologyArg, fmt_bytes};
+use crate::demo::{StoreArg, TopologyArg, fmt_bytes, until_signal};
 
 /// Arguments of `gos bench`.
 #[derive(Debug, clap::Args)]
@@ -35,6 +39,10 @@ pub(crate) struct BenchArgs {
 pub(crate) async fn run(args: BenchArgs) -> Result<()> {
     ensure!(args.nodes >= 3, "--nodes must be at least 3");
     ensure!(args.rounds >= 1, "--rounds must be at least 1");
+    until_signal(run_all(&args)).await
+}
+
+async fn run_all(args: &BenchArgs) -> Result<()> {
     println!(
         "gos bench: {} nodes as tasks of one process, {} timed rounds after a warm-up\n",
         args.nodes, args.rounds
@@ -47,7 +55,7 @@ pub(crate) async fn run(args: BenchArgs) -> Result<()> {
         for &topology in &args.topologies {
             let mut bus = Vec::new();
             for &model in &args.models {
-                let (median, min, messages, bytes) = one(&args, store, topology, model as usize)
+                let (median, min, messages, bytes) = one(args, store, topology, model as usize)
                     .await
                     .with_context(|| {
                         format!(
@@ -74,6 +82,7 @@ pub(crate) async fn run(args: BenchArgs) -> Result<()> {
         }
     }
     println!("\nbus bytes per round are the same for every model size: only keys travel");
+    println!("every store was empty after its rounds");
     Ok(())
 }
 
@@ -94,29 +103,30 @@ async fn one(
     let capacity = 2 * args.nodes as u64 * model as u64 + (64 << 20);
     let limits = Limits::with_capacity(capacity).max_value_size(model.max(1) as u64);
     let name = format!("bench-{}", std::process::id());
+    // Removes the shared-memory store however this ends (an error, Ctrl-C).
+    let mut _cleanup = None;
     let shared: Arc<dyn ObjectStore> = match store {
         StoreArg::Memory => Arc::new(MemoryStore::new(limits)),
         StoreArg::Shm => {
             let _ = ShmStore::remove(&name);
-            // A record per key and per release marker of two rounds, with room to spare.
-            let per_round: u64 = graph
-                .nodes()
-                .map(|n| 1 + graph.neighbours(n).len() as u64)
-                .sum();
             let config = ShmConfig::new(limits)
                 .arena_bytes(capacity + args.nodes as u64 * model as u64)
-                .max_processes(8)
-                .max_objects(u32::try_from(2 * per_round + 1024).unwrap_or(u32::MAX));
-            Arc::new(ShmStore::create(&name, config).context("creating the shared-memory store")?)
+                .max_processes(8);
+            let created =
+                ShmStore::create(&name, config).context("creating the shared-memory store")?;
+            _cleanup = Some(crate::relay::RemoveOnDrop(name.clone()));
+            Arc::new(created)
         }
     };
     let federation = Federation::new("bench", graph, Arc::clone(&shared));
-    let timings = measure_rounds(&federation, &RoundPlan::new(args.rounds, model)).await;
-    drop((federation, shared));
-    if store == StoreArg::Shm {
-        ShmStore::remove(&name)?;
-    }
-    let timings = timings?;
+    let timings = measure_rounds(&federation, &RoundPlan::new(args.rounds, model)).await?;
+    let left = shared.keys().await?;
+    ensure!(
+        left.is_empty(),
+        "{} keys left in the store after the rounds, such as {}",
+        left.len(),
+        left[0]
+    );
     let mut times: Vec<Duration> = timings.iter().map(|t| t.time).collect();
     times.sort_unstable();
     let last = timings.last().context("no round was timed")?;

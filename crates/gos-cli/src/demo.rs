@@ -8,24 +8,23 @@
 //! `--clusters N`, the nodes split over N clusters, each with its own store, joined by QUIC
 //! gateways on 127.0.0.1 with freshly generated certificates.
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use async_trait::async_trait;
 use gos::config::ByteSize;
 use gos::{
-    DeletePolicy, FederatedNode, Federation, Limits, MemoryStore, NodeId, ObjectStore, Topology,
+    DEFAULT_GATHER_TIMEOUT, DeletePolicy, FederatedNode, Federation, GosError, Limits, MemoryStore,
+    NodeId, NodeRound, ObjectStore, ObjectStoreExt, Received, RoundModel, RoundObserver,
+    RoundTiming, Topology, Traffic,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Barrier, mpsc};
 
 /// The federation id every demo key starts with.
 pub(crate) const FED_ID: &str = "demo";
-
-/// How long a node waits for its neighbours' models in one round.
-const GATHER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Arguments of `gos demo`.
 #[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
@@ -120,18 +119,22 @@ impl DemoArgs {
         (self.model as usize) / 4 * 4
     }
 
-    /// Store capacity: every node's model of two rounds in flight, with room to spare. Entries:
-    /// for each of two rounds in flight, every node's key and a release marker per reader
-    /// (the last-reader rule), plus slack.
-    pub(crate) fn store_limits(&self, topology: &Topology) -> Limits {
+    /// Store capacity: every node's model of two rounds in flight, with room to spare; as many
+    /// entries (a store holds models only: each key's readers are counted with it).
+    pub(crate) fn store_limits(&self) -> Limits {
         let model = self.model_bytes() as u64;
-        let per_round: u64 = topology
-            .nodes()
-            .map(|n| 1 + topology.neighbours(n).len() as u64)
-            .sum();
-        Limits::with_capacity((3 * self.nodes as u64 * model).max(64 << 20))
+        let nodes = self.nodes as u64;
+        Limits::with_capacity(nodes.saturating_mul(3).saturating_mul(model).max(64 << 20))
             .max_value_size(model.max(1))
-            .max_entries(2 * per_round + 1024)
+            .max_entries(3 * nodes + 64)
+    }
+
+    /// Memory the demo needs, roughly: every node's own model, and two rounds of models in the
+    /// store(s).
+    fn memory_needed(&self) -> u64 {
+        (self.nodes as u64)
+            .saturating_mul(3)
+            .saturating_mul(self.model_bytes() as u64)
     }
 
     fn validate(&self) -> Result<()> {
@@ -150,82 +153,105 @@ impl DemoArgs {
                 "--store shm and --clusters > 1 cannot be combined (each cluster of the demo uses a memory store)"
             );
         }
+        if let Some(available) = mem_available() {
+            let need = self.memory_needed();
+            ensure!(
+                need <= available,
+                "the demo needs about {} of memory ({} nodes, each with its {} model and two rounds of them in the store) but {} is available: use a smaller --model or fewer --nodes",
+                fmt_bytes(need),
+                self.nodes,
+                fmt_bytes(self.model_bytes() as u64),
+                fmt_bytes(available)
+            );
+        }
         Ok(())
     }
 }
 
-/// What one node did in one round.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub(crate) struct NodeRound {
-    pub(crate) node: u32,
-    pub(crate) round: u64,
-    /// Bytes this node put into the store.
-    pub(crate) store_bytes: u64,
-    /// Bytes this node read from the store (zero-copy).
-    pub(crate) read_bytes: u64,
-    /// The first value of the node's model after aggregation (to show convergence).
-    pub(crate) probe: f32,
+/// Memory available for new work on this machine (Linux `MemAvailable`), if known.
+fn mem_available() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib.saturating_mul(1024))
 }
 
-/// How a node says it finished a round and waits for the others.
-#[async_trait]
-pub(crate) trait RoundSync: Send + Sync {
-    async fn round_done(&self, stat: NodeRound) -> Result<()>;
+/// Runs `work` until it ends or the process gets SIGINT (Ctrl-C) or SIGTERM. On a signal,
+/// `work` is dropped, which kills its node processes and removes its stores (their guards),
+/// and the run ends with an error line.
+pub(crate) async fn until_signal<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let name = tokio::select! {
+        result = work => return result,
+        _ = interrupt.recv() => "SIGINT",
+        _ = terminate.recv() => "SIGTERM",
+    };
+    bail!("stopped by {name}: node processes stopped and stores removed")
 }
 
-/// In-process: report on a channel, then wait at a barrier.
-struct LocalSync {
-    tx: mpsc::UnboundedSender<RoundEvent>,
-    barrier: Arc<Barrier>,
+/// A demo node's model: f32 weights, "trained" (every weight touched) before each share,
+/// written straight into the store, averaged with the neighbours' after each gather.
+pub(crate) struct DemoModel {
+    weights: Vec<f32>,
+    bytes: usize,
 }
 
-#[async_trait]
-impl RoundSync for LocalSync {
-    async fn round_done(&self, stat: NodeRound) -> Result<()> {
-        self.tx.send(Ok(stat)).context("the demo driver is gone")?;
-        self.barrier.wait().await;
-        Ok(())
+impl DemoModel {
+    /// Node `id`'s model of `bytes` bytes (a whole number of f32s), all weights `id`.
+    pub(crate) fn new(id: NodeId, bytes: usize) -> Result<Self> {
+        let len = bytes / 4;
+        let mut weights = Vec::new();
+        weights
+            .try_reserve_exact(len)
+            .map_err(|_| anyhow::anyhow!("cannot allocate a {} model", fmt_bytes(bytes as u64)))?;
+        weights.resize(len, id.0 as f32);
+        Ok(DemoModel { weights, bytes })
     }
 }
 
-/// One node's rounds: train, share, gather, aggregate, release.
-pub(crate) async fn node_rounds(
-    mut node: FederatedNode,
-    rounds: u64,
-    model_bytes: usize,
-    sync: &dyn RoundSync,
-) -> Result<()> {
-    let id = node.id().0;
-    let mut model = vec![id as f32; model_bytes / 4];
-    for round in 0..rounds {
+#[async_trait]
+impl RoundModel for DemoModel {
+    async fn share(&mut self, node: &mut FederatedNode, round: u64) -> Result<u64, GosError> {
         // "Training": touch every weight, as a real step would.
         let step = 0.001 * (round as f32 + 1.0);
-        for w in model.iter_mut() {
+        for w in self.weights.iter_mut() {
             *w += step;
         }
-        node.share_with(round, model_bytes, |buf| write_f32s(&model, buf))
-            .await
-            .with_context(|| format!("node {id} sharing round {round}"))?;
-        let inputs = node
-            .gather(round, GATHER_TIMEOUT)
-            .await
-            .with_context(|| format!("node {id} gathering round {round}"))?;
-        let read_bytes: u64 = inputs.iter().map(|i| i.value.len() as u64).sum();
-        average_into(&mut model, inputs.iter().map(|i| &i.value[..]));
-        for input in inputs {
-            node.release(input).await?;
-        }
-        sync.round_done(NodeRound {
-            node: id,
-            round,
-            store_bytes: model_bytes as u64,
-            read_bytes,
-            probe: model[0],
-        })
-        .await?;
+        let weights = &self.weights;
+        node.share_with(round, self.bytes, |buf| write_f32s(weights, buf))
+            .await?;
+        Ok(self.bytes as u64)
     }
-    node.finish().await?;
-    Ok(())
+
+    fn aggregate(&mut self, _round: u64, inputs: &[Received]) -> Result<(), GosError> {
+        average_into(&mut self.weights, inputs.iter().map(|i| &i.value[..]));
+        Ok(())
+    }
+
+    fn probe(&self) -> f32 {
+        self.weights.first().copied().unwrap_or_default()
+    }
+}
+
+/// Runs one node's rounds of the demo (in this process or a node process).
+pub(crate) async fn node_rounds(
+    node: FederatedNode,
+    args: &DemoArgs,
+    sync: &dyn gos::RoundSync,
+) -> Result<()> {
+    let id = node.id();
+    let mut model = DemoModel::new(id, args.model_bytes())?;
+    gos::node_rounds(node, &mut model, args.rounds, DEFAULT_GATHER_TIMEOUT, sync)
+        .await
+        .with_context(|| format!("node {}", id.0))
 }
 
 fn write_f32s(model: &[f32], buf: &mut [u8]) {
@@ -249,76 +275,21 @@ fn average_into<'a>(model: &mut [f32], inputs: impl Iterator<Item = &'a [u8]>) {
     }
 }
 
-/// One row of the summary.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct RoundRow {
-    pub(crate) time: Duration,
-    pub(crate) bus_messages: u64,
-    pub(crate) bus_bytes: u64,
-    pub(crate) store_bytes: u64,
-    pub(crate) read_bytes: u64,
-    pub(crate) icrf_bytes: u64,
-    pub(crate) spread: f32,
+/// Moves the progress bar as nodes report.
+pub(crate) struct Progress {
+    pub(crate) bar: ProgressBar,
+    pub(crate) rounds: u64,
 }
 
-/// Counters sampled at each round's end.
-pub(crate) trait Meter: Send {
-    /// (bus messages, bus bytes, object bytes through gateways) so far.
-    fn sample(&self) -> (u64, u64, u64);
-}
-
-/// What the driver hears from a node: a finished round, or why the node stopped.
-pub(crate) type RoundEvent = Result<NodeRound, String>;
-
-/// Collects every node's round reports, timing each round from the last report. Fails at once
-/// when a node reports a failure (the others may be waiting for it).
-pub(crate) async fn collect(
-    mut rx: mpsc::UnboundedReceiver<RoundEvent>,
-    nodes: usize,
-    rounds: u64,
-    meter: &dyn Meter,
-    progress: &ProgressBar,
-    mut on_round: impl FnMut(u64),
-) -> Result<Vec<RoundRow>> {
-    let mut rows = Vec::new();
-    let mut started = Instant::now();
-    let mut last = meter.sample();
-    for round in 0..rounds {
-        let mut row = RoundRow::default();
-        let mut probes = Vec::with_capacity(nodes);
-        while probes.len() < nodes {
-            let stat = rx
-                .recv()
-                .await
-                .with_context(|| format!("a node stopped before finishing round {round}"))?
-                .map_err(anyhow::Error::msg)?;
-            ensure!(
-                stat.round == round,
-                "node {} reported round {} during round {round}",
-                stat.node,
-                stat.round
-            );
-            row.store_bytes += stat.store_bytes;
-            row.read_bytes += stat.read_bytes;
-            probes.push(stat.probe);
-            progress.inc(1);
-        }
-        let now = Instant::now();
-        row.time = now - started;
-        started = now;
-        let sample = meter.sample();
-        row.bus_messages = sample.0 - last.0;
-        row.bus_bytes = sample.1 - last.1;
-        row.icrf_bytes = sample.2 - last.2;
-        last = sample;
-        let (min, max) = probes
-            .iter()
-            .fold((f32::MAX, f32::MIN), |(lo, hi), &p| (lo.min(p), hi.max(p)));
-        row.spread = max - min;
-        rows.push(row);
-        on_round(round);
+impl RoundObserver for Progress {
+    fn node_done(&mut self, _done: &NodeRound) {
+        self.bar.inc(1);
     }
-    Ok(rows)
+
+    fn round_done(&mut self, round: u64) {
+        self.bar
+            .set_message((round + 2).min(self.rounds).to_string());
+    }
 }
 
 pub(crate) fn progress_bar(args: &DemoArgs) -> ProgressBar {
@@ -359,21 +330,25 @@ fn status_kib(field: &str) -> Option<u64> {
 /// The end of a run: what the table prints.
 pub(crate) struct Summary {
     pub(crate) layout: String,
-    pub(crate) rows: Vec<RoundRow>,
+    pub(crate) rows: Vec<RoundTiming>,
     pub(crate) initial_spread: f32,
     pub(crate) peak_memory: String,
-    pub(crate) left_in_store: u64,
+    /// Every key left in the store(s) after the run (none, when the delete rule holds).
+    pub(crate) left_keys: Vec<gos::ObjectKey>,
 }
 
 pub(crate) async fn run(args: DemoArgs) -> Result<()> {
     args.validate()?;
-    let summary = if args.store == StoreArg::Shm {
-        crate::relay::run_shm(&args).await?
-    } else if args.clusters > 1 {
-        run_clusters(&args).await?
-    } else {
-        run_in_process(&args).await?
-    };
+    let summary = until_signal(async {
+        if args.store == StoreArg::Shm {
+            crate::relay::run_shm(&args).await
+        } else if args.clusters > 1 {
+            run_clusters(&args).await
+        } else {
+            run_in_process(&args).await
+        }
+    })
+    .await?;
     print_summary(&args, &summary);
     Ok(())
 }
@@ -383,68 +358,53 @@ struct ManagerMeter(
     Vec<Arc<gos::gateway::HybridTopologyManager>>,
 );
 
-impl Meter for ManagerMeter {
-    fn sample(&self) -> (u64, u64, u64) {
-        let mut s = (0, 0, 0);
+impl gos::Meter for ManagerMeter {
+    fn sample(&self) -> Traffic {
+        let mut traffic = Traffic::default();
         for m in &self.0 {
-            let st = m.stats();
-            s.0 += st.messages;
-            s.1 += st.bytes;
+            let stats = m.stats();
+            traffic.messages += stats.messages;
+            traffic.bytes += stats.bytes;
         }
         for h in &self.1 {
-            s.2 += h.gateway().stats().bytes_in;
+            traffic.gateway_bytes += h.gateway().stats().bytes_in;
         }
-        s
+        traffic
     }
 }
 
+/// Runs the demo's rounds over nodes that are tasks of this process.
 async fn drive(
     args: &DemoArgs,
     nodes: Vec<FederatedNode>,
-    meter: &dyn Meter,
-) -> Result<Vec<RoundRow>> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let barrier = Arc::new(Barrier::new(nodes.len()));
-    let progress = progress_bar(args);
-    let mut tasks = Vec::new();
-    for node in nodes {
-        let sync = LocalSync {
-            tx: tx.clone(),
-            barrier: Arc::clone(&barrier),
-        };
-        let (rounds, model) = (args.rounds, args.model_bytes());
-        let (failures, id) = (tx.clone(), node.id());
-        tasks.push(tokio::spawn(async move {
-            let result = node_rounds(node, rounds, model, &sync).await;
-            if let Err(e) = &result {
-                let _ = failures.send(Err(format!("node {}: {e:#}", id.0)));
-            }
-            result
-        }));
-    }
-    drop(tx);
-    let (bar, rounds) = (progress.clone(), args.rounds);
-    let rows = collect(rx, args.nodes, args.rounds, meter, &progress, move |r| {
-        bar.set_message((r + 2).min(rounds).to_string())
-    })
+    meter: &dyn gos::Meter,
+) -> Result<Vec<RoundTiming>> {
+    let nodes = nodes
+        .into_iter()
+        .map(|node| {
+            let model = DemoModel::new(node.id(), args.model_bytes())?;
+            Ok((node, Box::new(model) as Box<dyn RoundModel>))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut progress = Progress {
+        bar: progress_bar(args),
+        rounds: args.rounds,
+    };
+    let rows = gos::run_rounds(
+        nodes,
+        args.rounds,
+        DEFAULT_GATHER_TIMEOUT,
+        meter,
+        &mut progress,
+    )
     .await;
-    progress.finish_and_clear();
-    if rows.is_err() {
-        // The others may wait for the failed node forever (at the round barrier, in gather).
-        for t in &tasks {
-            t.abort();
-        }
-        return rows;
-    }
-    for t in tasks {
-        t.await.context("a node task panicked")??;
-    }
-    rows
+    progress.bar.finish_and_clear();
+    Ok(rows?)
 }
 
 async fn run_in_process(args: &DemoArgs) -> Result<Summary> {
     let topology = args.build_topology()?;
-    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new(args.store_limits(&topology)));
+    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new(args.store_limits()));
     let federation = Federation::new(FED_ID, topology, Arc::clone(&store)).policy(args.policy());
     let nodes = federation.nodes()?;
     let meter = ManagerMeter(vec![federation.manager().clone()], Vec::new());
@@ -454,7 +414,7 @@ async fn run_in_process(args: &DemoArgs) -> Result<Summary> {
         rows,
         initial_spread: (args.nodes - 1) as f32,
         peak_memory: format!("{} (this process)", fmt_kib(peak_rss_kib())),
-        left_in_store: store.len().await? as u64,
+        left_keys: store.keys().await?,
     })
 }
 
@@ -469,7 +429,7 @@ async fn run_clusters(args: &DemoArgs) -> Result<Summary> {
     let assignment: Vec<String> = (0..args.nodes)
         .map(|i| ids[i * args.clusters / args.nodes].clone())
         .collect();
-    let limits = args.store_limits(&topology);
+    let limits = args.store_limits();
     let hybrid = HybridTopology::new(topology, assignment.clone())?;
     let ca = FederationCa::generate("gos-demo-federation")?;
     let mut managers = Vec::new();
@@ -521,9 +481,9 @@ async fn run_clusters(args: &DemoArgs) -> Result<Summary> {
         managers.clone(),
     );
     let rows = drive(args, nodes, &meter).await?;
-    let mut left = 0;
+    let mut left_keys = Vec::new();
     for s in &stores {
-        left += s.len().await? as u64;
+        left_keys.extend(s.keys().await?);
     }
     for m in managers {
         if let Ok(m) = Arc::try_unwrap(m) {
@@ -538,7 +498,7 @@ async fn run_clusters(args: &DemoArgs) -> Result<Summary> {
         rows,
         initial_spread: (args.nodes - 1) as f32,
         peak_memory: format!("{} (this process)", fmt_kib(peak_rss_kib())),
-        left_in_store: left,
+        left_keys,
     })
 }
 
@@ -547,7 +507,12 @@ pub(crate) fn fmt_kib(kib: Option<u64>) -> String {
 }
 
 pub(crate) fn fmt_bytes(b: u64) -> String {
-    const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    const UNITS: [(&str, u64); 4] = [
+        ("TiB", 1 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ];
     for (unit, size) in UNITS {
         if b >= size {
             return format!("{:.1} {unit}", b as f64 / size as f64);
@@ -575,7 +540,7 @@ fn print_summary(args: &DemoArgs, s: &Summary) {
         print!(" {:>12}", "via gateway");
     }
     println!(" {:>10}", "spread");
-    let mut total = RoundRow::default();
+    let mut total = RoundTiming::default();
     for (i, r) in s.rows.iter().enumerate() {
         print!(
             "{:>5} {:>8.1}ms {:>9} {:>10} {:>12} {:>12}",
@@ -583,19 +548,19 @@ fn print_summary(args: &DemoArgs, s: &Summary) {
             r.time.as_secs_f64() * 1e3,
             r.bus_messages,
             fmt_bytes(r.bus_bytes),
-            fmt_bytes(r.store_bytes),
+            fmt_bytes(r.put_bytes),
             fmt_bytes(r.read_bytes)
         );
         if icrf {
-            print!(" {:>12}", fmt_bytes(r.icrf_bytes));
+            print!(" {:>12}", fmt_bytes(r.gateway_bytes));
         }
         println!(" {:>10.4}", r.spread);
         total.time += r.time;
         total.bus_messages += r.bus_messages;
         total.bus_bytes += r.bus_bytes;
-        total.store_bytes += r.store_bytes;
+        total.put_bytes += r.put_bytes;
         total.read_bytes += r.read_bytes;
-        total.icrf_bytes += r.icrf_bytes;
+        total.gateway_bytes += r.gateway_bytes;
     }
     print!(
         "{:>5} {:>8.1}ms {:>9} {:>10} {:>12} {:>12}",
@@ -603,11 +568,11 @@ fn print_summary(args: &DemoArgs, s: &Summary) {
         total.time.as_secs_f64() * 1e3,
         total.bus_messages,
         fmt_bytes(total.bus_bytes),
-        fmt_bytes(total.store_bytes),
+        fmt_bytes(total.put_bytes),
         fmt_bytes(total.read_bytes)
     );
     if icrf {
-        print!(" {:>12}", fmt_bytes(total.icrf_bytes));
+        print!(" {:>12}", fmt_bytes(total.gateway_bytes));
     }
     println!();
     println!();
@@ -624,7 +589,10 @@ fn print_summary(args: &DemoArgs, s: &Summary) {
         s.initial_spread,
         s.rows.last().map_or(s.initial_spread, |r| r.spread)
     );
-    println!("keys left in the store: {}", s.left_in_store);
+    println!("keys left in the store: {}", s.left_keys.len());
+    for key in s.left_keys.iter().take(5) {
+        println!("  {key}");
+    }
 }
 
 pub(crate) use crate::relay::NodeArgs;

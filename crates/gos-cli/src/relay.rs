@@ -11,15 +11,15 @@ use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
 use gos::shm::{ShmConfig, ShmStore};
 use gos::{
-    Bus, FederatedNode, GosError, Inbox, ManagerConfig, Message, NodeId, ObjectStore, Targets,
-    TopologyManager,
+    Bus, FederatedNode, GosError, Inbox, ManagerConfig, Message, NodeId, NodeRound, ObjectStore,
+    ObjectStoreExt, RoundEvent, RoundObserver, RoundSync, Targets, TopologyError, TopologyManager,
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{Mutex, mpsc};
 
-use crate::demo::{self, DemoArgs, Meter, NodeRound, RoundSync, Summary};
+use crate::demo::{self, DemoArgs, Summary};
 
 /// A line from a node process to the driver.
 #[derive(Debug, Serialize, Deserialize)]
@@ -41,9 +41,52 @@ enum ToNode {
     /// A message for this node's mailbox.
     Deliver(Message),
     /// The outcome of this node's last `Publish`.
-    Published(Result<Vec<NodeId>, String>),
+    Published(Result<Vec<NodeId>, Undelivered>),
     /// Every node finished this round: go on.
     Go(u64),
+}
+
+/// Why a relayed publish failed, and whom it reached anyway.
+#[derive(Debug, Serialize, Deserialize)]
+struct Undelivered {
+    reason: String,
+    delivered: Vec<NodeId>,
+    failed: Vec<(NodeId, String)>,
+}
+
+impl Undelivered {
+    fn from_topology(e: TopologyError) -> Self {
+        let reason = e.to_string();
+        match e {
+            TopologyError::Undelivered {
+                delivered, failed, ..
+            } => Undelivered {
+                reason,
+                delivered,
+                failed: failed
+                    .into_iter()
+                    .map(|(node, e)| (node, e.to_string()))
+                    .collect(),
+            },
+            _ => Undelivered {
+                reason,
+                delivered: Vec::new(),
+                failed: Vec::new(),
+            },
+        }
+    }
+
+    /// The error the node's publish returns: a partial delivery says whom it reached.
+    fn into_error(self) -> GosError {
+        if self.delivered.is_empty() {
+            GosError::Bus(format!("the driver could not route: {}", self.reason))
+        } else {
+            GosError::Undelivered {
+                delivered: self.delivered,
+                failed: self.failed,
+            }
+        }
+    }
 }
 
 /// Arguments of the hidden `gos demo-node`.
@@ -60,17 +103,27 @@ pub(crate) struct NodeArgs {
     demo: String,
 }
 
-struct RelayMeter(TopologyManager);
+/// The driver's progress bar, and the `Go` that starts the next round on every node.
+struct RelayObserver {
+    progress: demo::Progress,
+    writers: Vec<mpsc::UnboundedSender<ToNode>>,
+}
 
-impl Meter for RelayMeter {
-    fn sample(&self) -> (u64, u64, u64) {
-        let s = self.0.stats();
-        (s.messages, s.bytes, 0)
+impl RoundObserver for RelayObserver {
+    fn node_done(&mut self, done: &NodeRound) {
+        self.progress.node_done(done);
+    }
+
+    fn round_done(&mut self, round: u64) {
+        self.progress.round_done(round);
+        for w in &self.writers {
+            let _ = w.send(ToNode::Go(round));
+        }
     }
 }
 
 /// Removes the store when the demo ends, however it ends.
-struct RemoveOnDrop(String);
+pub(crate) struct RemoveOnDrop(pub(crate) String);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
@@ -82,19 +135,14 @@ pub(crate) async fn run_shm(args: &DemoArgs) -> Result<Summary> {
     let topology = args.build_topology()?;
     let name = format!("demo-{}", std::process::id());
     let _ = ShmStore::remove(&name);
-    let limits = args.store_limits(&topology);
-    // Records for every entry, and as many again for values deleted while still pinned.
-    let records = u32::try_from(2 * limits.max_entries).unwrap_or(u32::MAX);
-    let config = ShmConfig::new(limits)
-        .max_processes(args.nodes as u32 + 8)
-        .max_objects(records);
+    let config = ShmConfig::new(args.store_limits()).max_processes(args.nodes as u32 + 8);
     let store = ShmStore::create(&name, config).context("creating the shared-memory store")?;
     let _cleanup = RemoveOnDrop(name.clone());
     let manager = TopologyManager::new(topology, ManagerConfig::default());
     let exe = std::env::current_exe().context("finding the gos executable")?;
     let demo_json = serde_json::to_string(args)?;
 
-    let (round_tx, round_rx) = mpsc::unbounded_channel();
+    let (round_tx, round_rx) = mpsc::unbounded_channel::<RoundEvent>();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(u32, Option<u64>)>();
     let mut children: Vec<Child> = Vec::new();
     let mut writers = Vec::new();
@@ -163,7 +211,7 @@ pub(crate) async fn run_shm(args: &DemoArgs) -> Result<Summary> {
                             .publish(msg, targets)
                             .await
                             .map(|r| r.delivered)
-                            .map_err(|e| e.to_string());
+                            .map_err(Undelivered::from_topology);
                         let _ = reply.send(ToNode::Published(result));
                     }
                     Ok(ToDriver::RoundDone(stat)) => {
@@ -194,33 +242,23 @@ pub(crate) async fn run_shm(args: &DemoArgs) -> Result<Summary> {
     }
     drop((round_tx, done_tx));
 
-    let progress = demo::progress_bar(args);
-    let bar = progress.clone();
-    let meter = RelayMeter(manager.clone());
-    let go = writers.clone();
-    let rounds = args.rounds;
-    let rows = demo::collect(
-        round_rx,
-        args.nodes,
-        args.rounds,
-        &meter,
-        &progress,
-        move |r| {
-            bar.set_message((r + 2).min(rounds).to_string());
-            for w in &go {
-                let _ = w.send(ToNode::Go(r));
-            }
+    let mut observer = RelayObserver {
+        progress: demo::Progress {
+            bar: demo::progress_bar(args),
+            rounds: args.rounds,
         },
-    )
-    .await;
-    progress.finish_and_clear();
+        writers: writers.clone(),
+    };
+    let rows =
+        gos::collect_rounds(round_rx, args.nodes, args.rounds, &manager, &mut observer).await;
+    observer.progress.bar.finish_and_clear();
     let rows = match rows {
         Ok(rows) => rows,
         Err(e) => {
             for child in &mut children {
                 let _ = child.start_kill();
             }
-            return Err(e.context("a node process failed (its error is above)"));
+            return Err(anyhow::Error::new(e).context("a node process failed (its error is above)"));
         }
     };
     let mut peak = 0u64;
@@ -239,7 +277,7 @@ pub(crate) async fn run_shm(args: &DemoArgs) -> Result<Summary> {
             bail!("node {i} exited with {status}");
         }
     }
-    let left = store.len().await? as u64;
+    let left_keys = store.keys().await?;
     let stats = store.stats().await?;
     Ok(Summary {
         layout: format!(
@@ -261,7 +299,7 @@ pub(crate) async fn run_shm(args: &DemoArgs) -> Result<Summary> {
                 demo::peak_rss_kib().map(|p| p.saturating_sub(demo::shmem_kib().unwrap_or(0)))
             ),
         ),
-        left_in_store: left,
+        left_keys,
     })
 }
 
@@ -284,7 +322,7 @@ impl Out {
 #[derive(Debug)]
 struct RelayBus {
     out: Out,
-    replies: Mutex<mpsc::UnboundedReceiver<Result<Vec<NodeId>, String>>>,
+    replies: Mutex<mpsc::UnboundedReceiver<Result<Vec<NodeId>, Undelivered>>>,
     topology: gos::Topology,
 }
 
@@ -299,7 +337,7 @@ impl Bus for RelayBus {
             .map_err(|e| GosError::Bus(format!("relay to the driver: {e}")))?;
         match replies.recv().await {
             Some(Ok(reached)) => Ok(reached),
-            Some(Err(e)) => Err(GosError::Bus(format!("the driver could not route: {e}"))),
+            Some(Err(e)) => Err(e.into_error()),
             None => Err(GosError::Bus("the driver is gone".into())),
         }
     }
@@ -345,14 +383,16 @@ struct ChildSync {
 
 #[async_trait]
 impl RoundSync for ChildSync {
-    async fn round_done(&self, stat: NodeRound) -> Result<()> {
-        self.out.send(&ToDriver::RoundDone(stat)).await?;
-        let round = stat.round;
+    async fn round_done(&self, done: NodeRound) -> Result<(), GosError> {
+        self.out
+            .send(&ToDriver::RoundDone(done))
+            .await
+            .map_err(|e| GosError::Bus(format!("reporting to the driver: {e}")))?;
         loop {
             match self.go.lock().await.recv().await {
-                Some(r) if r == round => return Ok(()),
+                Some(r) if r == done.round => return Ok(()),
                 Some(_) => continue,
-                None => bail!("the driver is gone"),
+                None => return Err(GosError::Bus("the driver is gone".into())),
             }
         }
     }
@@ -403,7 +443,7 @@ pub(crate) async fn run_node(args: NodeArgs) -> Result<()> {
         out: out.clone(),
         go: Mutex::new(go_rx),
     };
-    demo::node_rounds(node, demo.rounds, demo.model_bytes(), &sync).await?;
+    demo::node_rounds(node, &demo, &sync).await?;
     out.send(&ToDriver::Finished {
         peak_rss_kib: demo::peak_rss_kib(),
         shmem_kib: demo::shmem_kib(),

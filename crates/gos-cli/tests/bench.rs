@@ -1,5 +1,5 @@
 //! End to end: `gos bench` at small sizes times every store, topology and model size asked
-//! for, and shows the same bus traffic for every model size.
+//! for, shows the same bus traffic for every model size, and leaves every store empty.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -44,6 +44,11 @@ fn bench_prints_a_row_per_configuration() {
         assert_eq!(bus(pair[0]), bus(pair[1]), "{stdout}");
     }
     assert!(stdout.contains("only keys travel"), "{stdout}");
+    // `gos bench` checks `keys()` of every store after its rounds (an error otherwise).
+    assert!(
+        stdout.contains("every store was empty after its rounds"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! End to end: `gos demo` at small sizes in its three layouts (in-process memory store,
 //! `--store shm` with one process per node, `--clusters 2` over QUIC gateways) exits 0, prints
-//! the summary table and leaves no key in the store.
+//! the summary table and leaves no key in the store (`keys()` is empty: no bookkeeping keys
+//! either); a model larger than the memory is an error line; SIGINT and SIGTERM stop it with
+//! its node processes and its store removed.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -64,8 +66,8 @@ fn demo_shm_with_many_node_processes() {
     );
     let stdout = out.ok();
     assert!(stdout.contains("keys left in the store: 0"), "{stdout}");
-    // A full graph of 70 nodes holds 70 keys and 4 830 release markers a round: the store is
-    // sized for the topology's entries, not only its nodes.
+    // A full graph of 70 nodes: 4 830 readings a round, each counted with its key (no marker
+    // keys), so a store sized for the models suffices.
     for layout in [&["--store", "shm"][..], &[][..]] {
         let mut args = vec![
             "demo",
@@ -190,5 +192,142 @@ fn a_killed_node_process_stops_the_shm_demo_at_once_and_cleanly() {
     assert!(
         !std::path::Path::new(&format!("/dev/shm/gos-demo-{pid}")).exists(),
         "the store was left behind"
+    );
+}
+
+#[test]
+fn a_model_larger_than_the_memory_is_an_error_line_not_an_abort() {
+    let line = run(
+        &["demo", "--model", "64TiB", "--quiet"],
+        Duration::from_secs(20),
+    )
+    .one_line_error();
+    assert!(line.contains("of memory"), "{line}");
+    assert!(line.contains("--model"), "{line}");
+}
+
+/// True when the process `pid` is gone or a zombie (dead, not yet reaped).
+fn dead(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    })
+}
+
+/// Starts `gos args...` with its stores in a directory of its own, waits until `ready` says
+/// so, sends `signal` and checks that it ends with an error line naming the signal, that
+/// every child it had is dead and that its store directory is empty.
+fn stops_cleanly_on(signal: &str, args: &[&str], node_processes: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let child = common::gos()
+        .args(args)
+        .env("GOS_SHM_DIR", dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut guard = common::Guard::new(child);
+    let start = std::time::Instant::now();
+    let shm = args.contains(&"shm");
+    let nodes = loop {
+        let nodes = children_of(pid, "demo-node");
+        let store = std::fs::read_dir(dir.path()).unwrap().count() > 0;
+        if nodes.len() == node_processes && (store || !shm) {
+            break nodes;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "not started: {} node processes",
+            nodes.len()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Let the rounds run for a moment.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        guard.wait(Duration::from_millis(1)).is_none(),
+        "ended early"
+    );
+    assert!(
+        std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = guard
+        .wait(Duration::from_secs(20))
+        .expect("the run ended after the signal");
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "an error exit, not killed by the signal"
+    );
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(guard.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains(&format!("stopped by SIG{signal}")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let start = std::time::Instant::now();
+    while !nodes.iter().all(|n| dead(*n)) {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "node processes outlived the run"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+const LONG_SHM_DEMO: [&str; 10] = [
+    "demo", "--store", "shm", "--nodes", "4", "--rounds", "1000000", "--model", "64KiB", "--quiet",
+];
+
+#[test]
+fn sigterm_stops_the_shm_demo_with_its_processes_and_its_store() {
+    stops_cleanly_on("TERM", &LONG_SHM_DEMO, 4);
+}
+
+#[test]
+fn ctrl_c_stops_the_shm_demo_with_its_processes_and_its_store() {
+    stops_cleanly_on("INT", &LONG_SHM_DEMO, 4);
+}
+
+#[test]
+fn ctrl_c_stops_the_in_process_demo() {
+    stops_cleanly_on(
+        "INT",
+        &[
+            "demo", "--nodes", "4", "--rounds", "1000000", "--model", "64KiB", "--quiet",
+        ],
+        0,
+    );
+}
+
+#[test]
+fn sigterm_stops_the_bench_and_removes_its_store() {
+    stops_cleanly_on(
+        "TERM",
+        &[
+            "bench",
+            "--nodes",
+            "4",
+            "--rounds",
+            "1000000",
+            "--models",
+            "64KiB",
+            "--stores",
+            "shm",
+            "--topologies",
+            "ring",
+        ],
+        0,
     );
 }

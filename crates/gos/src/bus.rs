@@ -14,6 +14,12 @@ use crate::error::GosError;
 #[async_trait]
 pub trait Bus: Send + Sync + fmt::Debug {
     /// Routes `msg` from `msg.sender` to `targets`; returns the nodes that received it.
+    ///
+    /// A publish that misses any target is an error, and the error says which targets were
+    /// reached anyway ([`GosError::reached`]: a partial delivery is
+    /// [`GosError::Undelivered`]); every other error means nobody got the message. The
+    /// sending node releases its object on behalf of every reader not reached, so a bus must
+    /// never report a delivered target as missed.
     async fn publish(&self, msg: Message, targets: Targets) -> Result<Vec<NodeId>, GosError>;
 
     /// The nodes `node` sends to in the current topology.
@@ -22,8 +28,9 @@ pub trait Bus: Send + Sync + fmt::Debug {
     /// The nodes that send to `node` in the current topology.
     fn in_neighbours(&self, node: NodeId) -> Vec<NodeId>;
 
-    /// True when `a` and `b` read the same object store (the same cluster). Counting the
-    /// readers of a key that share one store is how the last reader knows it is the last.
+    /// True when `a` and `b` read the same object store (the same cluster). An object is put
+    /// with the count of its readers that share the sender's store; readers elsewhere read
+    /// (and release) their own store's copy.
     fn same_store(&self, a: NodeId, b: NodeId) -> bool {
         let _ = (a, b);
         true

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use gos_store::ObjectStore;
 use gos_topology::{ManagerConfig, Topology, TopologyManager};
@@ -10,7 +11,7 @@ use gos_topology::{ManagerConfig, Topology, TopologyManager};
 use crate::bus::Bus;
 use crate::config::{Backend, ClusterConfig, ConfigError};
 use crate::error::GosError;
-use crate::node::{DeletePolicy, FederatedNode};
+use crate::node::{DEFAULT_LEASE, DeletePolicy, FederatedNode};
 
 /// The nodes of one federation in one process, sharing a store and a `TopologyManager`.
 #[derive(Debug, Clone)]
@@ -19,6 +20,7 @@ pub struct Federation {
     store: Arc<dyn ObjectStore>,
     manager: TopologyManager,
     policy: DeletePolicy,
+    lease: Option<Duration>,
 }
 
 impl Federation {
@@ -43,7 +45,16 @@ impl Federation {
             store,
             manager,
             policy: DeletePolicy::default(),
+            lease: Some(DEFAULT_LEASE),
         }
+    }
+
+    /// Sets the lease of the objects shared by the nodes made from now on (default
+    /// [`DEFAULT_LEASE`]; `None`: no lease).
+    #[must_use]
+    pub fn lease(mut self, lease: Option<Duration>) -> Self {
+        self.lease = lease;
+        self
     }
 
     /// Sets the delete policy of the nodes made from now on.
@@ -79,7 +90,37 @@ impl Federation {
             bus,
             Box::new(mailbox),
             self.policy,
-        ))
+        )
+        .with_lease(self.lease))
+    }
+}
+
+/// Sweeps a store of its expired objects every `period` until dropped.
+#[derive(Debug)]
+struct Sweeper(tokio::task::JoinHandle<()>);
+
+impl Sweeper {
+    fn start(store: Arc<dyn ObjectStore>, period: Duration) -> Self {
+        let period = period.max(Duration::from_millis(10));
+        Sweeper(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                match store.sweep().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "swept expired objects"),
+                    Err(e) => tracing::warn!("sweeping the store: {e}"),
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Sweeper {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -107,6 +148,8 @@ pub struct Cluster {
     created_store: bool,
     bus: ClusterBus,
     policy: DeletePolicy,
+    /// Removes expired objects every quarter of the lease while the cluster lives.
+    _sweeper: Sweeper,
 }
 
 #[derive(Debug)]
@@ -139,12 +182,14 @@ impl Cluster {
                 return Err(e);
             }
         };
+        let sweeper = Sweeper::start(Arc::clone(&store), config.bus.lease() / 4);
         Ok(Cluster {
             config,
             store,
             created_store: opened.created,
             bus,
             policy: DeletePolicy::default(),
+            _sweeper: sweeper,
         })
     }
 
@@ -273,7 +318,11 @@ impl Cluster {
     /// Registers one node of this cluster and returns it.
     pub fn node(&self, id: gos_topology::NodeId) -> Result<FederatedNode, GosError> {
         match &self.bus {
-            ClusterBus::Local { federation, .. } => federation.clone().policy(self.policy).node(id),
+            ClusterBus::Local { federation, .. } => federation
+                .clone()
+                .policy(self.policy)
+                .lease(Some(self.lease()))
+                .node(id),
             #[cfg(feature = "gateway")]
             ClusterBus::Hybrid(manager) => {
                 let mailbox = manager.register(id)?;
@@ -284,9 +333,15 @@ impl Cluster {
                     bus,
                     Box::new(mailbox),
                     self.policy,
-                ))
+                )
+                .with_lease(Some(self.lease())))
             }
         }
+    }
+
+    /// The lease of the objects this cluster's nodes share (`bus.lease_ms`).
+    pub fn lease(&self) -> Duration {
+        self.config.bus.lease()
     }
 
     /// Registers every node of this cluster and returns them, in node order.

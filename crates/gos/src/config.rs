@@ -26,6 +26,7 @@
 //! [bus]
 //! mailbox_capacity = 1024
 //! publish_timeout = "5s"
+//! # lease = "3m"             # how long a shared model waits for its readers (default 3 min)
 //!
 //! [gateway]                  # optional
 //! listen = "127.0.0.1:7400"  # or "gateway.example.org:7400"
@@ -281,6 +282,14 @@ pub struct BusConfig {
     /// The same, in milliseconds: the older spelling, still read (not with `publish_timeout`).
     #[serde(default)]
     pub publish_timeout_ms: Option<u64>,
+    /// How long a shared model lives at most, released or not: the safety net for readers
+    /// that die before releasing (docs/lifecycle.md); `"3m"`. Default
+    /// [`DEFAULT_LEASE`](crate::DEFAULT_LEASE), three gather timeouts.
+    #[serde(default, with = "humantime_serde")]
+    pub lease: Option<Duration>,
+    /// The same, in milliseconds (not with `lease`).
+    #[serde(default)]
+    pub lease_ms: Option<u64>,
 }
 
 fn default_mailbox() -> usize {
@@ -293,6 +302,8 @@ impl Default for BusConfig {
             mailbox_capacity: default_mailbox(),
             publish_timeout: None,
             publish_timeout_ms: None,
+            lease: None,
+            lease_ms: None,
         }
     }
 }
@@ -313,6 +324,14 @@ impl BusConfig {
             publish_timeout: self.publish_timeout(),
             ..ManagerConfig::default()
         }
+    }
+
+    /// The lease of shared models (`lease`, `lease_ms`, or
+    /// [`DEFAULT_LEASE`](crate::DEFAULT_LEASE)).
+    pub fn lease(&self) -> Duration {
+        self.lease
+            .or(self.lease_ms.map(Duration::from_millis))
+            .unwrap_or(crate::DEFAULT_LEASE)
     }
 }
 
@@ -668,6 +687,14 @@ impl ClusterConfig {
                 "bus.publish_timeout and bus.publish_timeout_ms both set: keep publish_timeout"
                     .into(),
             ));
+        }
+        if self.bus.lease.is_some() && self.bus.lease_ms.is_some() {
+            return Err(ConfigError::Invalid(
+                "bus.lease and bus.lease_ms both set: keep lease".into(),
+            ));
+        }
+        if self.bus.lease.is_some_and(|d| d.is_zero()) || self.bus.lease_ms == Some(0) {
+            return Err(ConfigError::Invalid("bus.lease must be more than 0".into()));
         }
         if let Some(gateway) = &self.gateway {
             gateway.validate()?;

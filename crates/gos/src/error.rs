@@ -39,6 +39,15 @@ pub enum GosError {
     #[cfg(feature = "gateway")]
     #[error("gateway: {0}")]
     Gateway(#[from] gos_gateway::GatewayError),
+    /// The bus delivered a message to some of its targets and not to others (a hybrid publish
+    /// with a peer cluster down, a relay that reports partial delivery).
+    #[error("delivered to {} of {} targets; {}", delivered.len(), delivered.len() + failed.len(), failed.first().map(|(node, why)| format!("{node}: {why}")).unwrap_or_default())]
+    Undelivered {
+        /// The targets that received the message.
+        delivered: Vec<NodeId>,
+        /// The targets that did not, each with the reason.
+        failed: Vec<(NodeId, String)>,
+    },
     /// A [`Bus`](crate::Bus) of the application's own failed to route a message.
     #[error("bus: {0}")]
     Bus(String),
@@ -48,6 +57,18 @@ pub enum GosError {
 }
 
 impl GosError {
+    /// The targets a failed publish reached anyway: those listed by a partial delivery
+    /// ([`GosError::Undelivered`], `TopologyError::Undelivered`), none for any other error.
+    /// What a [`Bus`](crate::Bus) returns on failure must make this true: a node releases the
+    /// object on behalf of every reader not listed here.
+    pub fn reached(&self) -> &[NodeId] {
+        match self {
+            GosError::Undelivered { delivered, .. }
+            | GosError::Topology(TopologyError::Undelivered { delivered, .. }) => delivered,
+            _ => &[],
+        }
+    }
+
     pub(crate) fn from_recv(node: NodeId, e: RecvError) -> Self {
         match e {
             RecvError::Timeout(d) => GosError::RecvTimeout(d),

@@ -18,6 +18,8 @@ use crate::error::GosError;
 #[async_trait]
 impl Bus for HybridTopologyManager {
     async fn publish(&self, msg: Message, targets: Targets) -> Result<Vec<NodeId>, GosError> {
+        // A failure of one peer cluster stops the publish here, after the local deliveries:
+        // only a local partial delivery says whom it reached.
         let report = HybridTopologyManager::publish(self, msg, targets).await?;
         let mut reached = report.local;
         reached.extend(report.remote.into_iter().map(|(node, _)| node));

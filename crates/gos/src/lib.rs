@@ -62,8 +62,13 @@ pub use cluster::shm_config;
 pub use cluster::{Cluster, Federation, OpenedStore, open_store};
 pub use config::{ClusterConfig, ConfigError};
 pub use error::GosError;
-pub use measure::{RoundPlan, RoundTiming, measure_rounds};
-pub use node::{DeletePolicy, FederatedNode, READERS_HEADER, Received, Shared};
+pub use measure::{
+    FixedModel, Meter, NodeRound, RoundEvent, RoundModel, RoundObserver, RoundPlan, RoundSync,
+    RoundTiming, Traffic, collect_rounds, measure_rounds, node_rounds, run_rounds,
+};
+pub use node::{
+    DEFAULT_GATHER_TIMEOUT, DEFAULT_LEASE, DeletePolicy, FederatedNode, Received, Shared, lease_for,
+};
 
 pub use bytes::Bytes;
 pub use gos_store::{

@@ -1,43 +1,61 @@
 //! `FederatedNode`: the seed's round (put the weights, publish the key, peers get, aggregate,
-//! delete) as one small API, with a defined rule for who deletes a key.
+//! delete) as one small API, with a defined rule for who deletes a key: the key's reader count
+//! and lease live with it in the store, and each reader's release is one store operation (see
+//! docs/lifecycle.md).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use gos_store::{Error as StoreError, KeyPrefix, ObjectKey, ObjectStore, ObjectStoreExt, PutMode};
-use gos_topology::{Message, MessageKind, NodeId, Targets, TopologyError};
+use gos_store::{Error as StoreError, ObjectKey, ObjectStore, PutOptions, ReleaseOutcome};
+use gos_topology::{Message, MessageKind, NodeId, Targets};
 
 use crate::bus::{Bus, Inbox};
 use crate::error::GosError;
 
-/// The header listing the readers a key was published to, as comma-separated node numbers.
-pub const READERS_HEADER: &str = "gos-readers";
+/// How long a node waits for its neighbours' weights in one round, unless told otherwise
+/// (what `gos demo` and `gos bench` use).
+pub const DEFAULT_GATHER_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Who deletes a shared key, and when.
+/// The lease of a shared object when none is configured: [`lease_for`] of
+/// [`DEFAULT_GATHER_TIMEOUT`] (3 minutes).
+pub const DEFAULT_LEASE: Duration = lease_for(DEFAULT_GATHER_TIMEOUT);
+
+/// The lease that suits a gather timeout: three of them (one for a slow reader to arrive, one
+/// for its gather, one for its aggregation), at least one second.
+pub const fn lease_for(gather_timeout: Duration) -> Duration {
+    let three = gather_timeout.saturating_mul(3);
+    if three.as_millis() < 1000 {
+        Duration::from_secs(1)
+    } else {
+        three
+    }
+}
+
+/// Who deletes a shared key, and when (docs/lifecycle.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DeletePolicy {
-    /// The publish lists the key's readers (header [`READERS_HEADER`]); each reader
-    /// [`release`](FederatedNode::release)s the key when done, and the release that completes
-    /// the list deletes it. No reader ever finds the key gone, however the readers interleave.
+    /// The object is put with a count of readers: the out-neighbours that read the same store,
+    /// plus one the sharing node holds until its publish returns. Each reader
+    /// [`release`](FederatedNode::release)s it (one atomic store operation) and the release
+    /// that brings the count to zero deletes it. No reader ever finds the key gone, however
+    /// the readers interleave, in one process or many.
     ///
-    /// Releases are recorded in the store itself, as empty marker keys under the object's key
-    /// (`fed/node_3/round_5/released/node_4`, put in `Create` mode), so the rule holds for
-    /// readers in different processes too; they count against `max_entries` until the last
-    /// release deletes them with the object. Readers in another cluster read (and release)
-    /// that cluster's copy; when no reader shares the sender's store, the sender deletes its
-    /// own copy once the publish has carried the object across. A publish that reaches nobody
-    /// deletes the key at once; one that reaches only some readers (a full mailbox that timed
-    /// out) releases on behalf of those it missed, so the key never outlives its last reader.
+    /// Readers in another cluster read (and release) that cluster's copy, which its gateway
+    /// stores with the count of readers there. A publish that misses some readers (whatever
+    /// the error) releases on behalf of each one it did not reach, so a publish that reaches
+    /// nobody deletes the object; a reader that dies before releasing leaves it to its lease.
     #[default]
     LastReader,
-    /// The owner deletes its keys of earlier rounds when it shares round `n`: safe when every
-    /// reader has read round `n - 1` before the owner can start round `n` (a synchronous
-    /// federation over a symmetric topology). A copy in another cluster's store, which the
-    /// owner cannot reach, is deleted by the last of that cluster's readers.
+    /// Round retention: objects are put without a count, and a node sharing round `n` removes
+    /// the federation's rounds before `n` from its store (`delete_rounds_before`). For
+    /// lockstep federations, where every node has read round `n - 1` before any node shares
+    /// round `n` (a barrier between rounds, as in `gos demo`). Each cluster's nodes clean their
+    /// own cluster's store, copies included.
     OwnerNextRound,
-    /// Nobody deletes; the application cleans up (for example with `delete_prefix`).
+    /// Nobody deletes; the application cleans up (for example with `delete_prefix`). The
+    /// lease, if the node has one, still applies.
     Keep,
 }
 
@@ -63,7 +81,6 @@ pub struct Received {
     pub key: ObjectKey,
     /// The weights (zero-copy from the store).
     pub value: Bytes,
-    readers: Vec<NodeId>,
 }
 
 /// One participant of a federation: shares its weights each round, gathers its neighbours'.
@@ -72,7 +89,7 @@ pub struct Received {
 /// use std::sync::Arc;
 /// use std::time::Duration;
 /// use bytes::Bytes;
-/// use gos::{Federation, MemoryStore, ObjectStore, Topology};
+/// use gos::{Federation, MemoryStore, ObjectStoreExt, Topology};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), gos::GosError> {
@@ -98,14 +115,31 @@ pub struct FederatedNode {
     bus: Arc<dyn Bus>,
     inbox: Box<dyn Inbox>,
     policy: DeletePolicy,
-    /// Own keys not deleted yet, by round (for [`DeletePolicy::OwnerNextRound`]).
-    owned: BTreeMap<u64, ObjectKey>,
-    /// Weights messages that arrived for a later round than the one being gathered.
-    early: Vec<Message>,
+    /// How long a shared object lives at most; `None`: until deleted.
+    lease: Option<Duration>,
+    /// When this node last swept its store of expired objects.
+    last_sweep: Instant,
+    /// The last round this node shared (for [`DeletePolicy::OwnerNextRound`]'s `finish`).
+    last_shared: Option<u64>,
+    /// The highest round accepted from each sender: a message of that round or an earlier one
+    /// is a duplicate (or forged) and is never read nor released again.
+    accepted: HashMap<NodeId, u64>,
+    /// Weights messages that arrived for a later round than the one being gathered, by round.
+    early: BTreeMap<u64, Vec<Message>>,
+}
+
+/// What a share puts and whom it counts.
+struct SharePlan {
+    key: ObjectKey,
+    options: PutOptions,
+    /// Every out-neighbour.
+    readers: Vec<NodeId>,
+    /// The out-neighbours that read this node's store (and count in the object's readers).
+    local: Vec<NodeId>,
 }
 
 impl FederatedNode {
-    /// A node over a store, a bus and its inbox.
+    /// A node over a store, a bus and its inbox, with the [`DEFAULT_LEASE`].
     pub fn new(
         fed_id: impl Into<String>,
         store: Arc<dyn ObjectStore>,
@@ -120,9 +154,26 @@ impl FederatedNode {
             bus,
             inbox,
             policy,
-            owned: BTreeMap::new(),
-            early: Vec::new(),
+            lease: Some(DEFAULT_LEASE),
+            last_sweep: Instant::now(),
+            last_shared: None,
+            accepted: HashMap::new(),
+            early: BTreeMap::new(),
         }
+    }
+
+    /// Sets the lease of the objects this node shares (`None`: they live until deleted). A
+    /// reader that dies before releasing leaves an object to its lease; keep it well above the
+    /// time a round takes ([`lease_for`] a gather timeout).
+    #[must_use]
+    pub fn with_lease(mut self, lease: Option<Duration>) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// The lease of the objects this node shares.
+    pub fn lease(&self) -> Option<Duration> {
+        self.lease
     }
 
     /// This node's id.
@@ -142,18 +193,21 @@ impl FederatedNode {
 
     /// The key of this node's weights for `round`: `{fed_id}/node_{id}/round_{round}`.
     pub fn key_for(&self, round: u64) -> Result<ObjectKey, GosError> {
-        Ok(
-            ObjectKey::round(&self.fed_id, &self.id.to_string(), round)
-                .map_err(StoreError::from)?,
-        )
+        self.key_of(self.id, round)
     }
 
-    /// Stores `weights` (already serialized: the store never serializes) and publishes their
-    /// key to this node's neighbours.
+    fn key_of(&self, node: NodeId, round: u64) -> Result<ObjectKey, GosError> {
+        Ok(ObjectKey::round(&self.fed_id, &node.to_string(), round).map_err(StoreError::from)?)
+    }
+
+    /// Stores `weights` (already serialized: the store never serializes) with its count of
+    /// readers and its lease, and publishes their key to this node's neighbours.
     pub async fn share(&mut self, round: u64, weights: Bytes) -> Result<Shared, GosError> {
-        let key = self.before_share(round).await?;
-        self.store.put(&key, weights).await?;
-        self.publish(round, key).await
+        let plan = self.before_share(round).await?;
+        self.store
+            .put_opts(&plan.key, weights, &plan.options)
+            .await?;
+        self.publish(round, plan).await
     }
 
     /// Like [`share`](Self::share), but `fill` writes the `len` bytes of weights straight into
@@ -164,102 +218,145 @@ impl FederatedNode {
         len: usize,
         fill: impl FnOnce(&mut [u8]) + Send,
     ) -> Result<Shared, GosError> {
-        let key = self.before_share(round).await?;
-        let mut reservation = self
-            .store
-            .reserve(&key, len, &gos_store::PutOptions::new())
-            .await?;
+        let plan = self.before_share(round).await?;
+        let mut reservation = self.store.reserve(&plan.key, len, &plan.options).await?;
         fill(reservation.as_mut_slice());
         reservation.commit().await?;
-        self.publish(round, key).await
+        self.publish(round, plan).await
     }
 
-    async fn before_share(&mut self, round: u64) -> Result<ObjectKey, GosError> {
+    /// Sweeps when due, applies round retention, and says what the share puts.
+    async fn before_share(&mut self, round: u64) -> Result<SharePlan, GosError> {
+        if let Some(lease) = self.lease
+            && self.last_sweep.elapsed() >= lease / 4
+        {
+            self.last_sweep = Instant::now();
+            self.store.sweep().await?;
+        }
         if self.policy == DeletePolicy::OwnerNextRound {
-            let older: Vec<u64> = self.owned.range(..round).map(|(r, _)| *r).collect();
-            for r in older {
-                if let Some(old) = self.owned.remove(&r) {
-                    self.store.delete(&old).await?;
-                }
-            }
+            self.store.delete_rounds_before(&self.fed_id, round).await?;
         }
-        self.key_for(round)
-    }
-
-    async fn publish(&mut self, round: u64, key: ObjectKey) -> Result<Shared, GosError> {
+        let key = self.key_for(round)?;
         let readers = self.bus.out_neighbours(self.id);
-        if readers.is_empty() && self.policy == DeletePolicy::LastReader {
-            // Nobody will read it: the last (zeroth) reader's release is now.
-            self.store.delete(&key).await?;
-            return Ok(Shared {
-                key,
-                readers,
-                bus_bytes: 0,
-            });
-        }
-        let list: Vec<String> = readers.iter().map(|r| r.0.to_string()).collect();
-        let msg = Message::key(self.fed_id.clone(), self.id, round, &key)
-            .with_header(READERS_HEADER, list.join(","));
-        let bus_bytes = msg.wire_size();
-        let reached = match self.bus.publish(msg, Targets::Neighbours).await {
-            Ok(reached) => reached,
-            Err(e) => {
-                // A publish that reached nobody (refused, or every delivery failed) leaves no
-                // reader to release the key: take it back rather than leak it.
-                let reached_nobody = match &e {
-                    GosError::Topology(TopologyError::Undelivered { delivered, .. }) => {
-                        delivered.is_empty()
-                    }
-                    GosError::Topology(_) => true,
-                    _ => false,
-                };
-                if reached_nobody && self.policy != DeletePolicy::Keep {
-                    self.store.delete(&key).await?;
-                } else if let (
-                    DeletePolicy::LastReader,
-                    GosError::Topology(TopologyError::Undelivered { failed, .. }),
-                ) = (self.policy, &e)
-                {
-                    // The readers that never got the key will never release it: release it on
-                    // their behalf, so that the last of those who did get it deletes it.
-                    for (reader, _) in failed {
-                        self.release_for(&key, *reader, &readers).await?;
-                    }
-                }
-                return Err(e);
+        let local: Vec<NodeId> = readers
+            .iter()
+            .copied()
+            .filter(|r| self.bus.same_store(self.id, *r))
+            .collect();
+        let options = PutOptions::new().with_lease(self.lease);
+        let options = match self.policy {
+            // The local readers, and the hold this node keeps until its publish returns.
+            DeletePolicy::LastReader => {
+                let count = u32::try_from(local.len() + 1).map_err(|_| {
+                    StoreError::InvalidArgument(format!("{} readers of one key", local.len()))
+                })?;
+                options.readers(count)
             }
+            DeletePolicy::OwnerNextRound | DeletePolicy::Keep => options,
         };
-        match self.policy {
-            DeletePolicy::OwnerNextRound => {
-                self.owned.insert(round, key.clone());
-            }
-            // Every reader is in another cluster and reads its own copy, already transferred:
-            // nobody will release this one.
-            DeletePolicy::LastReader
-                if !reached.iter().any(|r| self.bus.same_store(self.id, *r)) =>
-            {
-                self.store.delete(&key).await?;
-            }
-            _ => {}
-        }
-        Ok(Shared {
+        Ok(SharePlan {
             key,
-            bus_bytes: bus_bytes * reached.len(),
-            readers: reached,
+            options,
+            readers,
+            local,
         })
     }
 
-    /// Receives the next weights message (any round) and reads its object.
-    pub async fn receive(&mut self, timeout: Duration) -> Result<Received, GosError> {
-        let msg = match self.early.pop() {
-            Some(msg) => msg,
-            None => self.next_weights(timeout).await?,
+    /// Publishes the key, then settles the object's count: this node's hold, and one release
+    /// on behalf of every local reader the publish did not reach (whatever the error).
+    async fn publish(&mut self, round: u64, plan: SharePlan) -> Result<Shared, GosError> {
+        let SharePlan {
+            key,
+            readers,
+            local,
+            ..
+        } = plan;
+        self.last_shared = Some(round);
+        let msg = Message::key(self.fed_id.clone(), self.id, round, &key);
+        let bus_bytes = msg.wire_size();
+        let result = if readers.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.bus.publish(msg, Targets::Neighbours).await
         };
-        self.read(msg).await
+        let reached: &[NodeId] = match &result {
+            Ok(reached) => reached,
+            Err(e) => e.reached(),
+        };
+        let settled = match self.policy {
+            DeletePolicy::LastReader => {
+                let unreached = local.iter().filter(|r| !reached.contains(r)).count();
+                self.release_times(&key, 1 + unreached).await
+            }
+            DeletePolicy::OwnerNextRound if reached.is_empty() => {
+                self.store.delete(&key).await.map(|_| ())
+            }
+            DeletePolicy::OwnerNextRound | DeletePolicy::Keep => Ok(()),
+        };
+        match (result, settled) {
+            (Ok(reached), Ok(())) => Ok(Shared {
+                key,
+                bus_bytes: bus_bytes * reached.len(),
+                readers: reached,
+            }),
+            (Ok(_), Err(e)) => Err(e.into()),
+            (Err(e), settled) => {
+                if let Err(cleanup) = settled {
+                    tracing::warn!(node = %self.id, %key, "releasing after a failed publish: {cleanup}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Releases `key` `times` times (this node's hold and the readers it did not reach).
+    async fn release_times(&self, key: &ObjectKey, times: usize) -> Result<(), StoreError> {
+        for _ in 0..times {
+            match self.store.release(key).await? {
+                ReleaseOutcome::Remaining(_) | ReleaseOutcome::Unbounded => {}
+                // Deleted by this release, or already gone (expired): nothing more to release.
+                ReleaseOutcome::Deleted | ReleaseOutcome::NotFound => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Receives the next weights message (the earliest round held back first, then any round)
+    /// and reads its object. Messages that are not a well-formed share of an in-neighbour
+    /// (another node's key, a repeat, no key) are skipped.
+    pub async fn receive(&mut self, timeout: Duration) -> Result<Received, GosError> {
+        let deadline = Instant::now() + timeout;
+        let in_neighbours = self.bus.in_neighbours(self.id);
+        loop {
+            let msg = match self.early.first_entry() {
+                Some(mut first) => {
+                    let msg = first.get_mut().pop();
+                    if first.get().is_empty() {
+                        first.remove();
+                    }
+                    match msg {
+                        Some(msg) => msg,
+                        None => continue,
+                    }
+                }
+                None => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    self.next_weights(left).await?
+                }
+            };
+            if !in_neighbours.contains(&msg.sender) {
+                tracing::warn!(node = %self.id, from = %msg.sender, "skipping weights from a node that is not an in-neighbour");
+                continue;
+            }
+            if let Some(key) = self.accept(&msg) {
+                return self.read(msg, key).await;
+            }
+        }
     }
 
     /// Gathers the weights every in-neighbour shares for `round`, waiting at most `timeout` in
-    /// all. Messages of later rounds are kept for a later gather.
+    /// all. Messages of later rounds are kept for a later gather; repeated, stale or malformed
+    /// ones are skipped.
     pub async fn gather(
         &mut self,
         round: u64,
@@ -268,29 +365,55 @@ impl FederatedNode {
         let deadline = Instant::now() + timeout;
         let mut expected = self.bus.in_neighbours(self.id);
         let mut got = Vec::with_capacity(expected.len());
-        let mut i = 0;
-        while i < self.early.len() {
-            if self.early[i].round == round {
-                let msg = self.early.swap_remove(i);
+        // Held-back messages of rounds before this one will never be gathered.
+        self.early = self.early.split_off(&round);
+        for msg in self.early.remove(&round).unwrap_or_default() {
+            if expected.contains(&msg.sender)
+                && let Some(key) = self.accept(&msg)
+            {
                 expected.retain(|n| *n != msg.sender);
-                got.push(self.read(msg).await?);
-            } else {
-                i += 1;
+                got.push(self.read(msg, key).await?);
             }
         }
         while !expected.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
             let msg = self.next_weights(left).await?;
             if msg.round == round && expected.contains(&msg.sender) {
-                expected.retain(|n| *n != msg.sender);
-                got.push(self.read(msg).await?);
+                if let Some(key) = self.accept(&msg) {
+                    expected.retain(|n| *n != msg.sender);
+                    got.push(self.read(msg, key).await?);
+                }
             } else if msg.round > round {
-                self.early.push(msg);
+                self.early.entry(msg.round).or_default().push(msg);
             } else {
                 tracing::warn!(node = %self.id, from = %msg.sender, round = msg.round, "ignoring a stale or unexpected weights message");
             }
         }
         Ok(got)
+    }
+
+    /// The key of `msg` if this node may read (and later release) it: the body is the key of
+    /// the sender's weights for the message's round, and no message of that sender for that
+    /// round or a later one was accepted before. Records the acceptance.
+    fn accept(&mut self, msg: &Message) -> Option<ObjectKey> {
+        let expected = self.key_of(msg.sender, msg.round).ok()?;
+        match msg.body_key() {
+            Some(key) if key == expected => {}
+            other => {
+                tracing::warn!(node = %self.id, from = %msg.sender, round = msg.round, body = ?other.map(|k| k.to_string()), "skipping a weights message whose body is not its sender's key for its round");
+                return None;
+            }
+        }
+        if self
+            .accepted
+            .get(&msg.sender)
+            .is_some_and(|last| *last >= msg.round)
+        {
+            tracing::warn!(node = %self.id, from = %msg.sender, round = msg.round, "skipping a repeated weights message");
+            return None;
+        }
+        self.accepted.insert(msg.sender, msg.round);
+        Some(expected)
     }
 
     async fn next_weights(&mut self, timeout: Duration) -> Result<Message, GosError> {
@@ -312,8 +435,7 @@ impl FederatedNode {
         }
     }
 
-    async fn read(&self, msg: Message) -> Result<Received, GosError> {
-        let key = msg.body_key().ok_or(GosError::NotAKey(msg.sender))?;
+    async fn read(&self, msg: Message, key: ObjectKey) -> Result<Received, GosError> {
         let value = self
             .store
             .get(&key)
@@ -322,101 +444,46 @@ impl FederatedNode {
                 key: key.clone(),
                 from: msg.sender,
             })?;
-        let readers = msg
-            .headers
-            .get(READERS_HEADER)
-            .map(|list| {
-                list.split(',')
-                    .filter_map(|n| n.parse().ok())
-                    .map(NodeId)
-                    .collect()
-            })
-            .unwrap_or_default();
         Ok(Received {
             from: msg.sender,
             round: msg.round,
             key,
             value,
-            readers,
         })
     }
 
-    /// Says this node is done with `received`. Under [`DeletePolicy::LastReader`] the release
-    /// is recorded in the store (a marker key under the object's key, put in `Create` mode) and
-    /// the release that completes the readers sharing this store deletes the object and its
-    /// markers; returns true when this call deleted it.
+    /// Says this node is done with `received`: drops the value and, under
+    /// [`DeletePolicy::LastReader`], releases the key (one atomic store operation; the last
+    /// release deletes the object). Returns what the release did.
     ///
-    /// Under [`DeletePolicy::OwnerNextRound`] the owner deletes its own copy, but it cannot
-    /// reach the copy a gateway made in another cluster: that one follows the last-reader rule
-    /// among that cluster's readers. [`DeletePolicy::Keep`] only drops the value.
-    pub async fn release(&self, received: Received) -> Result<bool, GosError> {
+    /// Under [`DeletePolicy::OwnerNextRound`] a copy from another cluster (which its gateway
+    /// stored with a count) is released too; the owner's own objects go by retention, and
+    /// [`DeletePolicy::Keep`] only drops the value. Both return
+    /// [`ReleaseOutcome::Unbounded`] when nothing was released.
+    pub async fn release(&self, received: Received) -> Result<ReleaseOutcome, GosError> {
         let Received {
-            key,
-            readers,
-            value,
-            from,
-            ..
+            key, value, from, ..
         } = received;
         drop(value);
-        let last_reader_rule = match self.policy {
+        let release = match self.policy {
             DeletePolicy::LastReader => true,
             DeletePolicy::OwnerNextRound => !self.bus.same_store(self.id, from),
             DeletePolicy::Keep => false,
         };
-        if !last_reader_rule {
-            return Ok(false);
+        if !release {
+            return Ok(ReleaseOutcome::Unbounded);
         }
-        self.release_for(&key, self.id, &readers).await
+        Ok(self.store.release(&key).await?)
     }
 
-    /// Records that `reader` is done with `key` (a marker key put in `Create` mode) and, when
-    /// every listed reader that shares this node's store has released it, deletes the object
-    /// and its markers. Returns true when this call deleted it.
-    async fn release_for(
-        &self,
-        key: &ObjectKey,
-        reader: NodeId,
-        readers: &[NodeId],
-    ) -> Result<bool, GosError> {
-        let markers = key.join("released").map_err(StoreError::from)?;
-        let marker = markers
-            .join(&reader.to_string())
-            .map_err(StoreError::from)?;
-        match self
-            .store
-            .put_mode(&marker, Bytes::new(), PutMode::Create)
-            .await
-        {
-            Ok(()) | Err(StoreError::AlreadyExists { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-        // Done when every listed reader that shares this store has its marker. Look them up
-        // one by one and stop at the first one missing: most releases stop early, only the
-        // last reader checks them all (a listing by prefix would cost every release a scan of
-        // the store).
-        let mut done = true;
-        for other in readers
-            .iter()
-            .filter(|r| **r != reader && self.bus.same_store(self.id, **r))
-        {
-            let theirs = markers.join(&other.to_string()).map_err(StoreError::from)?;
-            if self.store.get(&theirs).await?.is_none() {
-                done = false;
-                break;
-            }
-        }
-        if done {
-            // Every reader has released: deleting the object and all markers at once is safe,
-            // and a concurrent last reader doing the same is harmless.
-            self.store.delete_prefix(&KeyPrefix::from(key)).await?;
-        }
-        Ok(done)
-    }
-
-    /// Deletes every key this node still owns (for [`DeletePolicy::OwnerNextRound`] at the end).
+    /// Ends this node's rounds. Under [`DeletePolicy::OwnerNextRound`], removes the
+    /// federation's rounds up to the last one this node shared from its store: call it once
+    /// every node has read the last round (after a final barrier). Nothing to do otherwise.
     pub async fn finish(&mut self) -> Result<(), GosError> {
-        for (_, key) in std::mem::take(&mut self.owned) {
-            self.store.delete(&key).await?;
+        if let (DeletePolicy::OwnerNextRound, Some(last)) = (self.policy, self.last_shared.take()) {
+            self.store
+                .delete_rounds_before(&self.fed_id, last.saturating_add(1))
+                .await?;
         }
         Ok(())
     }
