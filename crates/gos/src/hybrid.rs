@@ -18,13 +18,25 @@ use crate::error::GosError;
 #[async_trait]
 impl Bus for HybridTopologyManager {
     async fn publish(&self, msg: Message, targets: Targets) -> Result<Vec<NodeId>, GosError> {
-        // A failure of one peer cluster stops the publish here, after the local deliveries:
-        // only a local partial delivery says whom it reached.
+        // The hybrid publish goes on after a failed target or cluster and reports each one;
+        // only a message that cannot be routed at all is an error here.
         let report = HybridTopologyManager::publish(self, msg, targets).await?;
         let mut reached = report.local;
         reached.extend(report.remote.into_iter().map(|(node, _)| node));
         reached.sort_unstable();
-        Ok(reached)
+        if report.failed.is_empty() {
+            return Ok(reached);
+        }
+        // The node releases for every local reader not reached; a remote target's copy is
+        // released by its own cluster's gateway.
+        Err(GosError::Undelivered {
+            delivered: reached,
+            failed: report
+                .failed
+                .into_iter()
+                .map(|f| (f.node, format!("{} (cluster {})", f.reason, f.cluster)))
+                .collect(),
+        })
     }
 
     fn out_neighbours(&self, node: NodeId) -> Vec<NodeId> {
