@@ -125,8 +125,10 @@ fn main() -> Result<()> {
     // taken in turn.
     let mut redis = Redis::start().ok();
     let (mut small_gateway, mut small_bare, mut small_redis) = (Vec::new(), Vec::new(), Vec::new());
+    let mut small_one_worker = Vec::new();
     for _ in 0..SMALL_ROUNDS / SMALL_BATCH {
         setups[1].small_rounds(SMALL_BATCH, &mut small_gateway, &mut small_bare)?;
+        setups[3].small_rounds(SMALL_BATCH, &mut small_one_worker, &mut Vec::new())?;
         if let Some(redis) = &mut redis {
             for _ in 0..SMALL_BATCH {
                 small_redis.push(redis.round()?);
@@ -216,6 +218,10 @@ fn main() -> Result<()> {
     println!("|---|---:|---:|");
     for (name, times) in [
         ("gateway (RemoteStore, default tuning)", &small_gateway),
+        (
+            "gateway (RemoteStore, 1 worker per side)",
+            &small_one_worker,
+        ),
         ("bare quinn, one stream per call", &small_bare),
         (
             "redis-server SET + GET + DEL, one TCP connection",
