@@ -1,15 +1,20 @@
-//! 100 MiB from one cluster to another on loopback: through the ICRF gateway, over a bare quinn
-//! stream with the same transport configuration and certificates, over rustls on TCP and over
-//! plain TCP, in one run; prints a table. Target: the gateway within 1.25x of bare quinn.
+//! 100 MiB from one cluster to another on loopback, in one run: puts and gets through the ICRF
+//! gateway under several transport tunings (today's 1452-byte MTU bound, the default raised
+//! bound, one runtime worker per side), a bare quinn stream, rustls over TCP and plain TCP;
+//! prints a table and lines a script can read (`gateway put / rustls-tcp = X`).
 //!
 //! Run: `cargo bench -p gos-benches --bench gateway` (`GOS_BENCH_RUNS=n` timed runs per row,
-//! default 15; `GOS_BENCH_SAMPLES=1` prints every sample of the quinn rows). The receiving and
-//! the sending side each run on a runtime of their own, as two processes would, and the three
-//! quinn rows run interleaved, one transfer of each in turn, so that their ratios are paired.
-//! Figures: docs/icrf.md and docs/benchmarks.md.
+//! default 15). The process re-executes itself once with
+//! `GLIBC_TUNABLES=glibc.cpu.x86_rep_movsb_threshold=2147483647`, so that every row (rustls
+//! over TCP above all) runs with glibc's fast copy: on the VMs we measure on, `rep movsb`
+//! halves large copies. Every row runs interleaved, one transfer of each in turn, so that a
+//! slow moment of the machine weighs on all of them alike and their ratios are paired. Each
+//! tuning gets its own pair of runtimes, the receiving side and the sending side, as two
+//! processes would. Figures: docs/benchmarks.md, docs/transport.md.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,24 +30,24 @@ use gos_gateway::{
 use gos_store::{Limits, ObjectKey, ObjectStore, ObjectStoreExt};
 use gos_store_memory::MemoryStore;
 use gos_store_shm::{ShmConfig, ShmStore};
+use tokio::runtime::Runtime;
 
 const SIZE: usize = 100 << 20;
+/// The small object of the put/get/delete rounds.
+const SMALL: usize = 64 << 10;
+static SMALL_OBJECT: [u8; SMALL] = [7; SMALL];
+/// Small rounds per path, in batches taken in turn.
+const SMALL_ROUNDS: usize = 400;
+const SMALL_BATCH: usize = 50;
 const LOCAL: &str = "127.0.0.1:0";
+const TUNABLE: &str = "glibc.cpu.x86_rep_movsb_threshold=2147483647";
 
 fn main() -> Result<()> {
+    fast_copy_mode()?;
     let runs: usize = std::env::var("GOS_BENCH_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(15);
-    // The receiving cluster and the sending one each get their own runtime with the default
-    // worker count (one per core), as two processes would: the gateways and the bare quinn
-    // server run on one, the clients on the other.
-    let runtime = || {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-    };
-    let (server_rt, client_rt) = (runtime()?, runtime()?);
     let payload = Bytes::from((0..SIZE).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
     let ca = FederationCa::generate("bench federation")?;
     let tls = |id: &str, peer: &str| -> Result<TlsSettings> {
@@ -54,100 +59,377 @@ fn main() -> Result<()> {
     };
     let server_tls = tls("cluster-b", "cluster-a")?;
     let client_tls = tls("cluster-a", "cluster-b")?;
-    let tuning = TransportTuning::default();
-    let timeouts = Timeouts::default();
 
-    // The three quinn paths run interleaved, one transfer of each in turn, so that a slow
-    // moment of the machine weighs on all of them alike and their ratios are paired.
-    let memory: Arc<dyn ObjectStore> = Arc::new(MemoryStore::unlimited());
+    let one = NonZeroUsize::MIN;
+    let baseline = TransportTuning {
+        mtu_upper_bound: 1452,
+        ..TransportTuning::default()
+    };
+    let tunings = [
+        ("mtu 1452, workers per core (before issue 11)", baseline),
+        (
+            "default: mtu bound 6500, workers per core",
+            TransportTuning::default(),
+        ),
+        (
+            "mtu 1452, 1 worker per side",
+            TransportTuning {
+                runtime_workers: Some(one),
+                ..baseline
+            },
+        ),
+        (
+            "mtu bound 6500, 1 worker per side",
+            TransportTuning {
+                runtime_workers: Some(one),
+                ..TransportTuning::default()
+            },
+        ),
+    ];
     let shm_name = format!("bench-gateway-{}", std::process::id());
     let shm: Arc<dyn ObjectStore> = Arc::new(ShmStore::create(
         &shm_name,
         ShmConfig::new(Limits::with_capacity(320 << 20)),
     )?);
-    let gateway_mem =
-        server_rt.block_on(start_gateway(memory.clone(), &server_tls, tuning, timeouts))?;
-    let gateway_shm =
-        server_rt.block_on(start_gateway(shm.clone(), &server_tls, tuning, timeouts))?;
-    let (bare_addr, bare_server) =
-        server_rt.block_on(start_bare_server(&server_tls, tuning, timeouts))?;
-    let quic = client_rt.block_on(async {
-        let mut to_memory =
-            GatewayPath::connect(&gateway_mem, memory, &client_tls, tuning, timeouts).await?;
-        let mut to_shm =
-            GatewayPath::connect(&gateway_shm, shm, &client_tls, tuning, timeouts).await?;
-        let mut bare =
-            BarePath::connect(bare_addr, bare_server, &client_tls, tuning, timeouts).await?;
-        let mut times = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
-        for run in 0..=runs {
-            let t = [
-                to_memory.once(&payload).await?,
-                to_shm.once(&payload).await?,
-                bare.once(&payload).await?,
-                to_memory.get_once().await?,
-            ];
-            if run > 0 {
-                for (all, t) in times.iter_mut().zip(t) {
-                    all.push(t);
-                }
+    let _remove_shm = RemoveShm(shm_name);
+    let mut setups = Vec::new();
+    for (i, (name, tuning)) in tunings.into_iter().enumerate() {
+        // The default tuning also puts into shared memory and runs the bare quinn stream.
+        let extra = (i == 1).then(|| shm.clone());
+        setups.push(Setup::start(name, tuning, &server_tls, &client_tls, extra)?);
+    }
+    let mut tls_tcp = TcpPath::connect(runs, Some((&server_tls, &client_tls)))?;
+    let mut tcp = TcpPath::connect(runs, None)?;
+
+    let mut rows: Vec<(String, Vec<Duration>)> = Vec::new();
+    for run in 0..=runs {
+        let mut t = Vec::new();
+        for setup in &mut setups {
+            setup.once(&payload, &mut t)?;
+        }
+        t.push((
+            "rustls 0.23 over TCP (ring, TLS 1.3)".into(),
+            tls_tcp.once(&payload)?,
+        ));
+        t.push(("plain TCP".into(), tcp.once(&payload)?));
+        if run == 0 {
+            rows = t.into_iter().map(|(n, _)| (n, Vec::new())).collect();
+        } else {
+            for ((_, all), (_, d)) in rows.iter_mut().zip(t) {
+                all.push(d);
             }
         }
-        to_memory.check(&payload).await?;
-        to_shm.check(&payload).await?;
-        bare.finish().await;
-        anyhow::Ok(times)
-    });
-    server_rt.block_on(async {
-        gateway_mem.shutdown().await;
-        gateway_shm.shutdown().await;
-    });
-    ShmStore::remove(&shm_name)?;
-    let [gateway, gateway_shm, bare, gateway_get] = quic?;
-    if std::env::var_os("GOS_BENCH_SAMPLES").is_some() {
-        for (name, t) in [("memory", &gateway), ("shm", &gateway_shm), ("bare", &bare)] {
-            let ms: Vec<String> = t
-                .iter()
-                .map(|d| format!("{:.0}", d.as_secs_f64() * 1e3))
-                .collect();
-            eprintln!("{name}: {}", ms.join(" "));
+    }
+    // 64 KiB put/get/delete rounds: the gateway (default tuning), bare quinn streams (one per
+    // call, as the gateway does) and Redis (SET, GET, DEL on one TCP connection), in batches
+    // taken in turn.
+    let mut redis = Redis::start().ok();
+    let (mut small_gateway, mut small_bare, mut small_redis) = (Vec::new(), Vec::new(), Vec::new());
+    let mut small_one_worker = Vec::new();
+    for _ in 0..SMALL_ROUNDS / SMALL_BATCH {
+        setups[1].small_rounds(SMALL_BATCH, &mut small_gateway, &mut small_bare)?;
+        setups[3].small_rounds(SMALL_BATCH, &mut small_one_worker, &mut Vec::new())?;
+        if let Some(redis) = &mut redis {
+            for _ in 0..SMALL_BATCH {
+                small_redis.push(redis.round()?);
+            }
         }
     }
-    drop((server_rt, client_rt));
-    let tls_tcp = tcp_times(&payload, runs, Some((&server_tls, &client_tls)))?;
-    let tcp = tcp_times(&payload, runs, None)?;
+    drop(redis);
+    for setup in setups {
+        setup.finish(&payload)?;
+    }
+    tls_tcp.finish()?;
+    tcp.finish()?;
 
-    let base = median(&bare);
+    let row = |name: &str| -> Result<Duration> {
+        rows.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| median(t))
+            .with_context(|| format!("no row {name}"))
+    };
+    let reference = row("rustls 0.23 over TCP (ring, TLS 1.3)")?;
     println!();
-    println!("100 MiB cluster to cluster on 127.0.0.1, {runs} runs each (median, best)");
+    println!(
+        "100 MiB cluster to cluster on 127.0.0.1, {runs} runs each (median, best), \
+         GLIBC_TUNABLES={TUNABLE}"
+    );
     println!();
-    println!("| path | median | best | throughput (median) | vs bare quinn |");
+    println!("| path | median | best | throughput (median) | vs rustls-TCP |");
     println!("|---|---:|---:|---:|---:|");
-    for (name, times) in [
-        ("gateway: RemoteStore put into a MemoryStore", &gateway),
-        ("gateway: RemoteStore put into a ShmStore", &gateway_shm),
-        ("gateway: RemoteStore get from a MemoryStore", &gateway_get),
-        ("bare quinn stream, same transport config", &bare),
-        ("rustls 0.23 over TCP (ring, TLS 1.3)", &tls_tcp),
-        ("plain TCP", &tcp),
-    ] {
+    for (name, times) in &rows {
         let m = median(times);
         println!(
             "| {name} | {:.1} ms | {:.1} ms | {:.2} Gbit/s | {:.2}x |",
             ms(m),
             ms(best(times)),
             SIZE as f64 * 8.0 / m.as_secs_f64() / 1e9,
-            m.as_secs_f64() / base.as_secs_f64()
+            reference.as_secs_f64() / m.as_secs_f64(),
         );
     }
     println!();
-    for (name, times) in [("MemoryStore", &gateway), ("ShmStore", &gateway_shm)] {
-        let ratio = median(times).as_secs_f64() / base.as_secs_f64();
+    let put = |t: &str| row(&format!("gateway put, {t}"));
+    let get = |t: &str| row(&format!("gateway get, {t}"));
+    let default = tunings[1].0;
+    let base = tunings[0].0;
+    let ratio = |a: Duration, b: Duration| b.as_secs_f64() / a.as_secs_f64();
+    let lines = [
+        (
+            "gateway put / rustls-tcp",
+            ratio(put(default)?, reference),
+            ">= 0.6",
+            0.6,
+            true,
+        ),
+        (
+            "gateway get / gateway put",
+            get(default)?.as_secs_f64() / put(default)?.as_secs_f64(),
+            "<= 1.15",
+            1.15,
+            false,
+        ),
+        (
+            "gateway put (mtu 1452) / baseline",
+            ratio(put(tunings[2].0)?, put(base)?),
+            ">= 1.15",
+            1.15,
+            true,
+        ),
+        (
+            "gateway put (1 worker per side) / rustls-tcp",
+            ratio(put(tunings[3].0)?, reference),
+            "",
+            0.0,
+            true,
+        ),
+        (
+            "gateway put / bare quinn",
+            put(default)?.as_secs_f64()
+                / row(&format!("bare quinn stream, {default}"))?.as_secs_f64(),
+            "",
+            0.0,
+            false,
+        ),
+    ];
+    println!();
+    println!("64 KiB put + get + delete rounds, {SMALL_ROUNDS} each (median, p90)");
+    println!();
+    println!("| path | median | p90 |");
+    println!("|---|---:|---:|");
+    for (name, times) in [
+        ("gateway (RemoteStore, default tuning)", &small_gateway),
+        (
+            "gateway (RemoteStore, 1 worker per side)",
+            &small_one_worker,
+        ),
+        ("bare quinn, one stream per call", &small_bare),
+        (
+            "redis-server SET + GET + DEL, one TCP connection",
+            &small_redis,
+        ),
+    ] {
+        if !times.is_empty() {
+            println!(
+                "| {name} | {:.3} ms | {:.3} ms |",
+                ms(median(times)),
+                ms(percentile(times, 0.9))
+            );
+        }
+    }
+    println!();
+    for (name, value, target, bound, higher) in lines {
+        if target.is_empty() {
+            println!("{name} = {value:.2}");
+        } else {
+            let met = if higher {
+                value >= bound
+            } else {
+                value <= bound
+            };
+            println!(
+                "{name} = {value:.2} (target {target}): {}",
+                if met { "met" } else { "missed" }
+            );
+        }
+    }
+    if !small_redis.is_empty() {
+        let value = median(&small_gateway).as_secs_f64() / median(&small_redis).as_secs_f64();
         println!(
-            "gateway into {name} / bare quinn = {ratio:.2} (target <= 1.25): {}",
-            if ratio <= 1.25 { "met" } else { "missed" }
+            "gateway 64k round / redis round = {value:.2} (target <= 1.0): {}",
+            if value <= 1.0 { "met" } else { "missed" }
         );
     }
+    println!(
+        "gateway 64k round / bare quinn round = {:.2}",
+        median(&small_gateway).as_secs_f64() / median(&small_bare).as_secs_f64()
+    );
     Ok(())
+}
+
+/// Re-executes this process with glibc's fast copy mode unless it already runs in it.
+fn fast_copy_mode() -> Result<()> {
+    let current = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+    if current.split(':').any(|t| t == TUNABLE) {
+        return Ok(());
+    }
+    let tunables = if current.is_empty() {
+        TUNABLE.to_string()
+    } else {
+        format!("{current}:{TUNABLE}")
+    };
+    let status = std::process::Command::new(std::env::current_exe()?)
+        .args(std::env::args_os().skip(1))
+        .env("GLIBC_TUNABLES", tunables)
+        .status()
+        .context("re-executing the bench with GLIBC_TUNABLES")?;
+    std::process::exit(status.code().unwrap_or(1));
+}
+
+/// Removes the bench's shared-memory store at the end, even on failure.
+struct RemoveShm(String);
+
+impl Drop for RemoveShm {
+    fn drop(&mut self) {
+        let _ = ShmStore::remove(&self.0);
+    }
+}
+
+/// One tuning: its two runtimes, a gateway into a MemoryStore and a client putting and getting
+/// through it; for the default tuning also a gateway into a ShmStore and a bare quinn stream.
+struct Setup {
+    name: &'static str,
+    server_rt: Runtime,
+    client_rt: Runtime,
+    gateways: Vec<Gateway>,
+    memory: GatewayPath,
+    shm: Option<GatewayPath>,
+    bare: Option<BarePath>,
+}
+
+impl Setup {
+    fn start(
+        name: &'static str,
+        tuning: TransportTuning,
+        server_tls: &TlsSettings,
+        client_tls: &TlsSettings,
+        shm: Option<Arc<dyn ObjectStore>>,
+    ) -> Result<Setup> {
+        let (server_rt, client_rt) = (tuning.runtime()?, tuning.runtime()?);
+        let timeouts = Timeouts::default();
+        let memory: Arc<dyn ObjectStore> = Arc::new(MemoryStore::unlimited());
+        let mut gateways = vec![server_rt.block_on(start_gateway(
+            memory.clone(),
+            server_tls,
+            tuning,
+            timeouts,
+        ))?];
+        let memory = client_rt.block_on(GatewayPath::connect(
+            &gateways[0],
+            memory,
+            client_tls,
+            tuning,
+            timeouts,
+        ))?;
+        let (shm, bare) = match shm {
+            Some(store) => {
+                let gateway = server_rt.block_on(start_gateway(
+                    store.clone(),
+                    server_tls,
+                    tuning,
+                    timeouts,
+                ))?;
+                let path = client_rt.block_on(GatewayPath::connect(
+                    &gateway, store, client_tls, tuning, timeouts,
+                ))?;
+                gateways.push(gateway);
+                let (addr, server) =
+                    server_rt.block_on(start_bare_server(server_tls, tuning, timeouts))?;
+                let bare = client_rt.block_on(BarePath::connect(
+                    addr, server, client_tls, tuning, timeouts,
+                ))?;
+                (Some(path), Some(bare))
+            }
+            None => (None, None),
+        };
+        Ok(Setup {
+            name,
+            server_rt,
+            client_rt,
+            gateways,
+            memory,
+            shm,
+            bare,
+        })
+    }
+
+    /// One transfer of each of this tuning's rows, appended to `t`.
+    fn once(&mut self, payload: &Bytes, t: &mut Vec<(String, Duration)>) -> Result<()> {
+        let name = self.name;
+        let rt = &self.client_rt;
+        t.push((
+            format!("gateway put, {name}"),
+            rt.block_on(self.memory.once(payload))?,
+        ));
+        t.push((
+            format!("gateway get, {name}"),
+            rt.block_on(self.memory.get_once())?,
+        ));
+        if let Some(shm) = &mut self.shm {
+            t.push((
+                format!("gateway put into a ShmStore, {name}"),
+                rt.block_on(shm.once(payload))?,
+            ));
+        }
+        if let Some(bare) = &mut self.bare {
+            t.push((
+                format!("bare quinn stream, {name}"),
+                rt.block_on(bare.once(payload))?,
+            ));
+        }
+        Ok(())
+    }
+
+    /// `n` small rounds through the gateway and, if this setup has one, over the bare stream.
+    fn small_rounds(
+        &mut self,
+        n: usize,
+        gateway: &mut Vec<Duration>,
+        bare: &mut Vec<Duration>,
+    ) -> Result<()> {
+        let object = Bytes::from_static(&SMALL_OBJECT);
+        let (memory, bare_path) = (&mut self.memory, &mut self.bare);
+        self.client_rt.block_on(async {
+            for _ in 0..n {
+                gateway.push(memory.small_round(&object).await?);
+            }
+            if let Some(path) = bare_path {
+                for _ in 0..n {
+                    bare.push(path.small_round(&object).await?);
+                }
+            }
+            anyhow::Ok(())
+        })
+    }
+
+    /// Checks what was stored and stops everything.
+    fn finish(self, payload: &Bytes) -> Result<()> {
+        self.client_rt.block_on(async {
+            self.memory.check(payload).await?;
+            if let Some(shm) = &self.shm {
+                shm.check(payload).await?;
+            }
+            if let Some(bare) = self.bare {
+                bare.finish().await;
+            }
+            anyhow::Ok(())
+        })?;
+        self.server_rt.block_on(async {
+            for gateway in self.gateways {
+                gateway.shutdown().await;
+            }
+        });
+        Ok(())
+    }
 }
 
 /// A gateway serving `store` (on the receiving cluster's runtime).
@@ -168,6 +450,7 @@ struct GatewayPath {
     store: Arc<dyn ObjectStore>,
     remote: RemoteStore,
     key: ObjectKey,
+    small: ObjectKey,
 }
 
 impl GatewayPath {
@@ -183,7 +466,13 @@ impl GatewayPath {
         client.timeouts = timeouts;
         let remote = RemoteStore::connect(client).await?;
         let key = ObjectKey::round("bench", "node_0", 0)?;
-        Ok(GatewayPath { store, remote, key })
+        let small = ObjectKey::round("bench", "node_1", 0)?;
+        Ok(GatewayPath {
+            store,
+            remote,
+            key,
+            small,
+        })
     }
 
     /// One put of the payload (an overwrite of one key), timed.
@@ -201,6 +490,16 @@ impl GatewayPath {
         let elapsed = started.elapsed();
         drop(value);
         Ok(elapsed)
+    }
+
+    /// One 64 KiB round: put, get, delete, timed.
+    async fn small_round(&mut self, object: &Bytes) -> Result<Duration> {
+        let started = Instant::now();
+        self.remote.put(&self.small, object.clone()).await?;
+        let back = self.remote.get(&self.small).await?.context("stored")?;
+        anyhow::ensure!(back.len() == SMALL, "short get");
+        anyhow::ensure!(self.remote.delete(&self.small).await?, "not deleted");
+        Ok(started.elapsed())
     }
 
     /// Checks what was stored.
@@ -228,7 +527,12 @@ async fn start_bare_server(
             while let Some(chunk) = recv.read_chunk(usize::MAX, true).await? {
                 got += chunk.bytes.len();
             }
-            send.write_all(&(got as u64).to_le_bytes()).await?;
+            if got == 1 {
+                // A small get: answer with a small object.
+                send.write_all(&SMALL_OBJECT).await?;
+            } else {
+                send.write_all(&(got as u64).to_le_bytes()).await?;
+            }
             send.finish()?;
         }
         anyhow::Ok(())
@@ -273,61 +577,189 @@ impl BarePath {
         Ok(started.elapsed())
     }
 
+    /// One exchange: `request` up, the whole answer back.
+    async fn exchange(&mut self, request: Bytes) -> Result<usize> {
+        let (mut send, mut recv) = self.conn.open_bi().await?;
+        send.write_chunk(request).await?;
+        send.finish()?;
+        Ok(recv.read_to_end(SMALL + 8).await?.len())
+    }
+
+    /// The small-object round over bare streams: a put (64 KiB up, a length back), a get (one
+    /// byte up, 64 KiB back), a delete (a few bytes up, a length back).
+    async fn small_round(&mut self, object: &Bytes) -> Result<Duration> {
+        let started = Instant::now();
+        anyhow::ensure!(self.exchange(object.clone()).await? == 8, "put");
+        anyhow::ensure!(
+            self.exchange(Bytes::from_static(b"g")).await? == SMALL,
+            "get"
+        );
+        anyhow::ensure!(
+            self.exchange(Bytes::from_static(b"del")).await? == 8,
+            "delete"
+        );
+        Ok(started.elapsed())
+    }
+
     async fn finish(self) {
         self.conn.close(quinn::VarInt::from_u32(0), b"done");
         let _ = self.accept.await;
     }
 }
 
-/// TCP with blocking sockets on two threads, optionally under rustls (TLS 1.3, ring, the same
-/// certificates). Each run sends an 8-byte length and the payload; the receiver reads it into
-/// a 1 MiB buffer and acknowledges.
-fn tcp_times(
-    payload: &Bytes,
-    runs: usize,
-    tls: Option<(&TlsSettings, &TlsSettings)>,
-) -> Result<Vec<Duration>> {
-    let listener = TcpListener::bind(LOCAL)?;
-    let addr: SocketAddr = listener.local_addr()?;
-    let server_config = match tls {
-        Some((server, _)) => Some(Arc::new(gos_gateway::tls::server_config(
-            server.identity.cert_chain()?,
-            server.identity.key_der()?,
-            &server.ca,
-            server.allowed.clone(),
-        )?)),
-        None => None,
-    };
-    let receiver = std::thread::spawn(move || -> Result<()> {
-        let (tcp, _) = listener.accept()?;
-        tcp.set_nodelay(true)?;
-        match server_config {
-            Some(config) => {
-                let conn = rustls::ServerConnection::new(config)?;
-                serve(rustls::StreamOwned::new(conn, tcp), runs)
+/// A `redis-server` of the system (no persistence, on a free port), stopped when dropped, and
+/// one connection speaking its protocol (RESP) for the reference round.
+struct Redis {
+    server: std::process::Child,
+    conn: std::io::BufReader<TcpStream>,
+}
+
+impl Redis {
+    fn start() -> Result<Redis> {
+        let port = TcpListener::bind(LOCAL)?.local_addr()?.port();
+        let mut server = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .context("redis-server")?;
+        let started = Instant::now();
+        let tcp = loop {
+            match TcpStream::connect(("127.0.0.1", port)) {
+                Ok(tcp) => break tcp,
+                Err(_) if started.elapsed() < Duration::from_secs(5) => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => {
+                    let _ = server.kill();
+                    let _ = server.wait();
+                    return Err(e.into());
+                }
             }
-            None => serve(tcp, runs),
+        };
+        tcp.set_nodelay(true)?;
+        Ok(Redis {
+            server,
+            conn: std::io::BufReader::new(tcp),
+        })
+    }
+
+    fn command(&mut self, args: &[&[u8]]) -> Result<()> {
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for arg in args {
+            out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+            out.extend_from_slice(arg);
+            out.extend_from_slice(b"\r\n");
         }
-    });
-    let tcp = TcpStream::connect(addr)?;
-    tcp.set_nodelay(true)?;
-    let times = match tls {
-        Some((_, client)) => {
-            let config = Arc::new(gos_gateway::tls::client_config(
-                client.identity.cert_chain()?,
-                client.identity.key_der()?,
-                &client.ca,
-            )?);
-            let name = gos_gateway::tls::cluster_dns_name("cluster-b").try_into()?;
-            let conn = rustls::ClientConnection::new(config, name)?;
-            send(rustls::StreamOwned::new(conn, tcp), payload, runs)?
-        }
-        None => send(tcp, payload, runs)?,
-    };
-    receiver
-        .join()
-        .map_err(|_| anyhow::anyhow!("receiver panicked"))??;
-    Ok(times)
+        self.conn.get_mut().write_all(&out)?;
+        Ok(())
+    }
+
+    fn line(&mut self) -> Result<String> {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut self.conn, &mut line)?;
+        Ok(line)
+    }
+
+    /// SET, GET and DEL of a 64 KiB value, each answered before the next is sent.
+    fn round(&mut self) -> Result<Duration> {
+        let started = Instant::now();
+        self.command(&[b"SET", b"bench", &SMALL_OBJECT])?;
+        anyhow::ensure!(self.line()? == "+OK\r\n", "SET");
+        self.command(&[b"GET", b"bench"])?;
+        anyhow::ensure!(self.line()? == format!("${SMALL}\r\n"), "GET");
+        let mut value = vec![0u8; SMALL + 2];
+        self.conn.read_exact(&mut value)?;
+        self.command(&[b"DEL", b"bench"])?;
+        anyhow::ensure!(self.line()? == ":1\r\n", "DEL");
+        Ok(started.elapsed())
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+/// A TCP connection with blocking sockets, optionally under rustls (TLS 1.3, ring, the same
+/// certificates), and its receiver thread. Each transfer sends an 8-byte length and the
+/// payload; the receiver reads it into a 1 MiB buffer and acknowledges.
+struct TcpPath {
+    sender: Box<dyn ReadWrite>,
+    receiver: std::thread::JoinHandle<Result<()>>,
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+impl TcpPath {
+    fn connect(runs: usize, tls: Option<(&TlsSettings, &TlsSettings)>) -> Result<TcpPath> {
+        let listener = TcpListener::bind(LOCAL)?;
+        let addr: SocketAddr = listener.local_addr()?;
+        let server_config = match tls {
+            Some((server, _)) => Some(Arc::new(gos_gateway::tls::server_config(
+                server.identity.cert_chain()?,
+                server.identity.key_der()?,
+                &server.ca,
+                server.allowed.clone(),
+            )?)),
+            None => None,
+        };
+        let receiver = std::thread::spawn(move || -> Result<()> {
+            let (tcp, _) = listener.accept()?;
+            tcp.set_nodelay(true)?;
+            match server_config {
+                Some(config) => {
+                    let conn = rustls::ServerConnection::new(config)?;
+                    serve(rustls::StreamOwned::new(conn, tcp), runs)
+                }
+                None => serve(tcp, runs),
+            }
+        });
+        let tcp = TcpStream::connect(addr)?;
+        tcp.set_nodelay(true)?;
+        let sender: Box<dyn ReadWrite> = match tls {
+            Some((_, client)) => {
+                let config = Arc::new(gos_gateway::tls::client_config(
+                    client.identity.cert_chain()?,
+                    client.identity.key_der()?,
+                    &client.ca,
+                )?);
+                let name = gos_gateway::tls::cluster_dns_name("cluster-b").try_into()?;
+                let conn = rustls::ClientConnection::new(config, name)?;
+                Box::new(rustls::StreamOwned::new(conn, tcp))
+            }
+            None => Box::new(tcp),
+        };
+        Ok(TcpPath { sender, receiver })
+    }
+
+    fn once(&mut self, payload: &Bytes) -> Result<Duration> {
+        let started = Instant::now();
+        self.sender
+            .write_all(&(payload.len() as u64).to_le_bytes())?;
+        self.sender.write_all(payload)?;
+        self.sender.flush()?;
+        let mut ack = [0u8; 1];
+        self.sender.read_exact(&mut ack)?;
+        Ok(started.elapsed())
+    }
+
+    fn finish(self) -> Result<()> {
+        drop(self.sender);
+        self.receiver
+            .join()
+            .map_err(|_| anyhow::anyhow!("receiver panicked"))?
+    }
 }
 
 fn serve(mut stream: impl Read + Write, runs: usize) -> Result<()> {
@@ -347,26 +779,17 @@ fn serve(mut stream: impl Read + Write, runs: usize) -> Result<()> {
     Ok(())
 }
 
-fn send(mut stream: impl Read + Write, payload: &Bytes, runs: usize) -> Result<Vec<Duration>> {
-    let mut times = Vec::new();
-    for run in 0..=runs {
-        let started = Instant::now();
-        stream.write_all(&(payload.len() as u64).to_le_bytes())?;
-        stream.write_all(payload)?;
-        stream.flush()?;
-        let mut ack = [0u8; 1];
-        stream.read_exact(&mut ack)?;
-        if run > 0 {
-            times.push(started.elapsed());
-        }
-    }
-    Ok(times)
-}
-
 fn median(times: &[Duration]) -> Duration {
     let mut sorted = times.to_vec();
     sorted.sort();
     sorted.get(sorted.len() / 2).copied().unwrap_or_default()
+}
+
+fn percentile(times: &[Duration], p: f64) -> Duration {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    let at = ((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1));
+    sorted.get(at).copied().unwrap_or_default()
 }
 
 fn best(times: &[Duration]) -> Duration {

@@ -53,6 +53,17 @@ http://<metrics.listen>/metrics. Every field of FILE: docs/config.md.
 Once listening it prints one line, then runs until SIGINT or SIGTERM:
   gos serve: cluster <id> listening on <addr>, store <backend> <name>[, metrics on http://<addr>/metrics]";
 
+/// The runtime's worker threads the config asks for (`[gateway.transport] runtime_workers`),
+/// read before the runtime is built; a config that does not load is reported by [`run`].
+pub(crate) fn runtime_workers(args: &ServeArgs) -> Option<usize> {
+    let config = ClusterConfig::from_file(&args.config).ok()?;
+    config
+        .gateway?
+        .transport
+        .runtime_workers
+        .filter(|&n| n > 0)
+}
+
 pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     let path = &args.config;
     let config = ClusterConfig::from_file(path).map_err(|e| anyhow!("{e}"))?;

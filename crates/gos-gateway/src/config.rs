@@ -2,12 +2,13 @@
 //! the QUIC transport tuned for bulk transfer.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
 use gos_store::Clock;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
-use quinn::{EndpointConfig, IdleTimeout, TransportConfig, VarInt};
+use quinn::{EndpointConfig, IdleTimeout, MtuDiscoveryConfig, TransportConfig, VarInt, congestion};
 use rustls_pki_types::CertificateDer;
 
 use crate::certs::Identity;
@@ -84,7 +85,34 @@ impl WireLimits {
     }
 }
 
-/// QUIC tuning for bulk transfer.
+/// The largest `mtu_upper_bound` accepted. quinn hands the kernel up to 10 datagrams in one
+/// segmentation-offload (GSO) call, and the kernel refuses a call over 65 507 bytes with
+/// `EMSGSIZE`; quinn counts such a batch as sent, so its loss makes black-hole detection drop
+/// the MTU to 1200 (measured: a bound of 8972 ended slower than 1452). 10 x 6550 fits.
+pub const MAX_MTU_UPPER_BOUND: u16 = 6550;
+
+/// The smallest UDP payload QUIC allows (and quinn's starting MTU).
+pub const MIN_MTU: u16 = 1200;
+
+/// Largest window quinn accepts per connection (a QUIC variable-length integer holds 2^62; we
+/// stop at 4 GiB - 1, as the fields are `u32`).
+const MAX_WINDOW: u64 = u32::MAX as u64;
+
+/// The congestion controller of each connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Congestion {
+    /// CUBIC (RFC 9438), quinn's default: loss-based, so random loss on a long path holds
+    /// it far below the link's rate (docs/transport.md, measured over gos-netem).
+    #[default]
+    Cubic,
+    /// NewReno (RFC 9002's reference controller).
+    NewReno,
+    /// BBR, model-based: keeps a lossy long path busy. quinn marks its BBR experimental.
+    Bbr,
+}
+
+/// QUIC tuning for bulk transfer. Design and measurements: docs/transport.md.
 ///
 /// The stream window bounds what one stream may have in flight, unread, at the receiver; the
 /// connection window bounds all streams together. Large windows keep a fast link busy while
@@ -92,24 +120,47 @@ impl WireLimits {
 /// "too many gaps in stream buffer" once a lagging reader let more than ~2048 packets of one
 /// stream pile up (quinn issue #2809, fixed by PR #2814, released in 0.11.19, which this crate
 /// requires); with an older quinn-proto keep `stream_window` under about 2 MiB.
+///
+/// Packets are the cost of QUIC on a fast path (each datagram is encrypted, acknowledged and
+/// handed to the kernel on its own), so MTU discovery may probe up to `mtu_upper_bound`
+/// (6500 by default): on loopback or a jumbo-frame network the transfer then moves 4.5x
+/// fewer packets, and on a 1500-byte path discovery settles at what the path carries.
+/// Each endpoint announces the same bound as its `max_udp_payload_size` (quinn's default,
+/// 1472, would cap the peer's discovery).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TransportTuning {
-    /// Per-stream receive window, in bytes.
+    /// Per-stream receive window, in bytes (raised to cover the path, see `path_rate_bps`).
     pub stream_window: u32,
-    /// Per-connection receive window, in bytes.
+    /// Per-connection receive window, in bytes (raised likewise).
     pub connection_window: u32,
-    /// Per-connection send buffer, in bytes.
+    /// Per-connection send buffer, in bytes (raised likewise).
     pub send_window: u32,
     /// Requested UDP socket send and receive buffer sizes, in bytes (the kernel caps them at
     /// `net.core.rmem_max` / `wmem_max`).
     pub udp_buffer: u32,
     /// Concurrent requests (bidirectional streams) one peer may have open.
     pub max_concurrent_streams: u32,
+    /// The largest UDP payload MTU discovery probes for, and the `max_udp_payload_size` this
+    /// endpoint announces; from [`MIN_MTU`] to [`MAX_MTU_UPPER_BOUND`]. 1452 keeps every
+    /// datagram within a 1500-byte Ethernet frame without discovery's probes.
+    pub mtu_upper_bound: u16,
+    /// The rate, in bits per second, of the path the windows must keep busy; with `path_rtt`
+    /// it gives the bandwidth-delay product, and the windows above are raised to twice it (a
+    /// lost packet holds the window for one more round trip). `None`: windows as configured.
+    pub path_rate_bps: Option<u64>,
+    /// The path's round-trip time, for the bandwidth-delay product.
+    pub path_rtt: Duration,
+    /// The congestion controller.
+    pub congestion: Congestion,
+    /// Worker threads of a runtime built by [`TransportTuning::runtime`] (`None`: one per
+    /// core, tokio's default). The gateway does not build its runtime; whoever starts it does.
+    pub runtime_workers: Option<NonZeroUsize>,
 }
 
 impl Default for TransportTuning {
     /// 16 MiB per stream, 64 MiB per connection and for sending, 8 MiB UDP buffers, 64
-    /// concurrent requests.
+    /// concurrent requests, MTU discovery up to 6500 bytes, no path estimate, CUBIC, one
+    /// runtime worker per core.
     fn default() -> Self {
         TransportTuning {
             stream_window: 16 << 20,
@@ -117,22 +168,103 @@ impl Default for TransportTuning {
             send_window: 64 << 20,
             udp_buffer: 8 << 20,
             max_concurrent_streams: 64,
+            mtu_upper_bound: 6500,
+            path_rate_bps: None,
+            path_rtt: Duration::from_millis(50),
+            congestion: Congestion::Cubic,
+            runtime_workers: None,
         }
     }
 }
 
 impl TransportTuning {
+    /// Windows sized for a path of `rate_bps` bits per second and `rtt` round trip (see
+    /// `path_rate_bps`).
+    #[must_use]
+    pub fn for_path(mut self, rate_bps: u64, rtt: Duration) -> Self {
+        self.path_rate_bps = Some(rate_bps);
+        self.path_rtt = rtt;
+        self
+    }
+
+    /// The bandwidth-delay product of the configured path, in bytes (0 without one).
+    pub fn bandwidth_delay_product(&self) -> u64 {
+        let Some(rate) = self.path_rate_bps else {
+            return 0;
+        };
+        let bytes = u128::from(rate) * self.path_rtt.as_nanos() / 8 / 1_000_000_000;
+        u64::try_from(bytes).unwrap_or(u64::MAX)
+    }
+
+    /// The windows in effect: `(stream, connection, send)`, each at least twice the
+    /// bandwidth-delay product, the connection's at least the stream's, all below 4 GiB.
+    pub fn effective_windows(&self) -> (u64, u64, u64) {
+        let floor = self.bandwidth_delay_product().saturating_mul(2);
+        let stream = u64::from(self.stream_window).max(floor).min(MAX_WINDOW);
+        let connection = u64::from(self.connection_window)
+            .max(stream)
+            .min(MAX_WINDOW);
+        let send = u64::from(self.send_window).max(floor).min(MAX_WINDOW);
+        (stream, connection, send)
+    }
+
+    /// Checks the settings a config file may get wrong: the MTU bound within
+    /// [`MIN_MTU`]..=[`MAX_MTU_UPPER_BOUND`], a path rate with a non-zero round trip, no zero
+    /// window.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(MIN_MTU..=MAX_MTU_UPPER_BOUND).contains(&self.mtu_upper_bound) {
+            return Err(format!(
+                "transport.mtu_upper_bound {} is outside {MIN_MTU}..={MAX_MTU_UPPER_BOUND}",
+                self.mtu_upper_bound
+            ));
+        }
+        if self.path_rate_bps == Some(0)
+            || (self.path_rate_bps.is_some() && self.path_rtt.is_zero())
+        {
+            return Err("transport.path_rate_bps needs a non-zero rate and path_rtt".into());
+        }
+        if self.stream_window == 0 || self.connection_window == 0 || self.send_window == 0 {
+            return Err("transport windows must be non-zero".into());
+        }
+        Ok(())
+    }
+
     /// The quinn transport configuration for these settings and `timeouts`.
     pub fn transport_config(&self, timeouts: &Timeouts) -> TransportConfig {
+        let (stream, connection, send) = self.effective_windows();
+        let mut mtu = MtuDiscoveryConfig::default();
+        mtu.upper_bound(self.mtu_upper_bound.clamp(MIN_MTU, MAX_MTU_UPPER_BOUND));
         let mut t = TransportConfig::default();
-        t.stream_receive_window(VarInt::from_u32(self.stream_window))
-            .receive_window(VarInt::from_u32(self.connection_window))
-            .send_window(u64::from(self.send_window))
+        t.stream_receive_window(VarInt::from_u64(stream).unwrap_or(VarInt::MAX))
+            .receive_window(VarInt::from_u64(connection).unwrap_or(VarInt::MAX))
+            .send_window(send)
             .max_concurrent_bidi_streams(VarInt::from_u32(self.max_concurrent_streams))
             .max_concurrent_uni_streams(VarInt::from_u32(0))
+            .mtu_discovery_config(Some(mtu))
             .max_idle_timeout(IdleTimeout::try_from(timeouts.idle).ok())
             .keep_alive_interval(Some(timeouts.idle / 3));
+        match self.congestion {
+            Congestion::Cubic => {}
+            Congestion::NewReno => {
+                t.congestion_controller_factory(Arc::new(congestion::NewRenoConfig::default()));
+            }
+            Congestion::Bbr => {
+                t.congestion_controller_factory(Arc::new(congestion::BbrConfig::default()));
+            }
+        }
         t
+    }
+
+    /// The quinn endpoint configuration: the announced `max_udp_payload_size` follows
+    /// `mtu_upper_bound` (never below quinn's default of 1472).
+    pub fn endpoint_config(&self) -> std::io::Result<EndpointConfig> {
+        self.validate()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let mut config = EndpointConfig::default();
+        config
+            .max_udp_payload_size(self.mtu_upper_bound.max(1472))
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        Ok(config)
     }
 
     /// A UDP socket bound to `addr` with the buffer sizes asked for, non-blocking.
@@ -154,16 +286,28 @@ impl TransportTuning {
         Ok(socket.into())
     }
 
-    /// A quinn endpoint on `addr`, serving with `server` if given.
+    /// A quinn endpoint on `addr`, serving with `server` if given; fails with `InvalidInput`
+    /// on settings [`validate`](Self::validate) refuses.
     pub fn endpoint(
         &self,
         addr: SocketAddr,
         server: Option<quinn::ServerConfig>,
     ) -> std::io::Result<quinn::Endpoint> {
+        let config = self.endpoint_config()?;
         let socket = self.bind_udp(addr)?;
         let runtime = quinn::default_runtime()
             .ok_or_else(|| std::io::Error::other("no async runtime (run inside tokio)"))?;
-        quinn::Endpoint::new(EndpointConfig::default(), server, socket, runtime)
+        quinn::Endpoint::new(config, server, socket, runtime)
+    }
+
+    /// A multi-threaded tokio runtime with `runtime_workers` workers (one per core if unset),
+    /// for a process that runs a gateway or a client.
+    pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        if let Some(n) = self.runtime_workers {
+            builder.worker_threads(n.get());
+        }
+        builder.enable_all().build()
     }
 }
 

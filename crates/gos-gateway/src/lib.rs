@@ -41,7 +41,10 @@ pub use quinn;
 /// The rustls this crate is built on (its configurations come from [`tls`]).
 pub use rustls;
 
-pub use config::{ClientConfig, GatewayConfig, Timeouts, TlsSettings, TransportTuning, WireLimits};
+pub use config::{
+    ClientConfig, Congestion, GatewayConfig, MAX_MTU_UPPER_BOUND, MIN_MTU, Timeouts, TlsSettings,
+    TransportTuning, WireLimits,
+};
 pub use deliver::{DeliveryTarget, Outgoing, Peer};
 pub use error::GatewayError;
 pub use frame::TargetOutcome;

@@ -469,6 +469,32 @@ pub struct TransportConfig {
     pub udp_buffer: ByteSize,
     /// Concurrent requests (streams) one peer may have open; default 64.
     pub max_concurrent_streams: u32,
+    /// The largest UDP payload MTU discovery probes for (1200 to 6550); default 6500
+    /// (docs/transport.md).
+    pub mtu_upper_bound: u16,
+    /// The path's rate in bits per second, to size the windows to its bandwidth-delay
+    /// product; default none (windows as configured).
+    pub path_rate_bps: Option<u64>,
+    /// The path's round-trip time, for the bandwidth-delay product; default 50 ms.
+    #[serde(with = "humantime_serde")]
+    pub path_rtt: Duration,
+    /// The congestion controller: `"cubic"` (default), `"new-reno"` or `"bbr"`.
+    pub congestion: CongestionName,
+    /// Worker threads of the runtime `gos serve` builds; default one per core.
+    pub runtime_workers: Option<usize>,
+}
+
+/// The congestion controllers `[gateway.transport] congestion` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CongestionName {
+    /// CUBIC, quinn's default.
+    #[default]
+    Cubic,
+    /// NewReno.
+    NewReno,
+    /// BBR (experimental in quinn): keeps a long lossy path busy.
+    Bbr,
 }
 
 impl Default for TransportConfig {
@@ -479,6 +505,11 @@ impl Default for TransportConfig {
             send_window: ByteSize(64 << 20),
             udp_buffer: ByteSize(8 << 20),
             max_concurrent_streams: 64,
+            mtu_upper_bound: 6500,
+            path_rate_bps: None,
+            path_rtt: Duration::from_millis(50),
+            congestion: CongestionName::Cubic,
+            runtime_workers: None,
         }
     }
 }

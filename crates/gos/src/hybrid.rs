@@ -111,7 +111,19 @@ impl GatewayConfig {
             send_window: u32_of(t.send_window),
             udp_buffer: u32_of(t.udp_buffer),
             max_concurrent_streams: t.max_concurrent_streams,
+            mtu_upper_bound: t.mtu_upper_bound,
+            path_rate_bps: t.path_rate_bps,
+            path_rtt: t.path_rtt,
+            congestion: match t.congestion {
+                crate::config::CongestionName::Cubic => gos_gateway::Congestion::Cubic,
+                crate::config::CongestionName::NewReno => gos_gateway::Congestion::NewReno,
+                crate::config::CongestionName::Bbr => gos_gateway::Congestion::Bbr,
+            },
+            runtime_workers: t.runtime_workers.and_then(std::num::NonZeroUsize::new),
         };
+        wire.transport
+            .validate()
+            .map_err(|e| gos_gateway::GatewayError::InvalidConfig(format!("gateway.{e}")))?;
         wire.dedup_window = self.dedup_window;
         wire.max_attempts = self.max_attempts;
         Ok(wire)

@@ -1,0 +1,216 @@
+//! 100 MiB through the ICRF gateway over an emulated wide-area path (gos-netem: 1 Gbit/s each
+//! way, 50 ms round trip, 0.1% random loss each way, a queue of one bandwidth-delay product),
+//! against the link's rate; prints a table and lines a script can read
+//! (`wan put / link rate = X`).
+//!
+//! Run: `cargo bench -p gos-benches --bench wan` (`GOS_BENCH_RUNS=n` timed transfers per row,
+//! default 3). Rows: the WAN tuning (BBR, windows sized for the path) put and get; the default
+//! tuning (CUBIC) over the same lossy path, with a smaller object so that the row stays short;
+//! the default tuning over the path without loss. The connection is established (and MTU
+//! discovery done) before the timed transfers. The gateway, the client and the proxy each get
+//! a runtime of their own. Figures: docs/benchmarks.md, docs/transport.md.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use gos_gateway::certs::FederationCa;
+use gos_gateway::{
+    AllowList, ClientConfig, Congestion, Gateway, GatewayConfig, RemoteStore, Timeouts,
+    TlsSettings, TransportTuning,
+};
+use gos_netem::{ProxyConfig, UdpProxy};
+use gos_store::{ObjectKey, ObjectStore, ObjectStoreExt};
+use gos_store_memory::MemoryStore;
+use tokio::runtime::Runtime;
+
+const RATE: u64 = 1_000_000_000;
+const RTT: Duration = Duration::from_millis(50);
+const LOSS: f64 = 0.001;
+
+fn main() -> Result<()> {
+    let runs: usize = std::env::var("GOS_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let ca = FederationCa::generate("bench federation")?;
+    let tls = |id: &str, peer: &str| -> Result<TlsSettings> {
+        Ok(TlsSettings {
+            identity: ca.issue(id)?,
+            ca: vec![ca.cert_der()?],
+            allowed: AllowList::new([peer]),
+        })
+    };
+    let (server_tls, client_tls) = (
+        tls("cluster-b", "cluster-a")?,
+        tls("cluster-a", "cluster-b")?,
+    );
+    let wan = TransportTuning {
+        congestion: Congestion::Bbr,
+        ..TransportTuning::default()
+    }
+    .for_path(RATE, RTT);
+    let lossy = ProxyConfig::wan(RATE, RTT, LOSS);
+    let clean = ProxyConfig::wan(RATE, RTT, 0.0);
+    let rows: [(&str, TransportTuning, ProxyConfig, usize, bool); 5] = [
+        (
+            "wan tuning (BBR, windows for 1 Gbit/s x 50 ms): put",
+            wan,
+            lossy,
+            100 << 20,
+            false,
+        ),
+        (
+            "wan tuning (BBR, windows for 1 Gbit/s x 50 ms): get",
+            wan,
+            lossy,
+            100 << 20,
+            true,
+        ),
+        (
+            "wan tuning, mtu 1452: put",
+            TransportTuning {
+                mtu_upper_bound: 1452,
+                ..wan
+            },
+            lossy,
+            100 << 20,
+            false,
+        ),
+        (
+            "default tuning (CUBIC): put",
+            TransportTuning::default(),
+            lossy,
+            16 << 20,
+            false,
+        ),
+        (
+            "default tuning (CUBIC), no loss: put",
+            TransportTuning::default(),
+            clean,
+            100 << 20,
+            false,
+        ),
+    ];
+    println!();
+    println!(
+        "gateway over gos-netem: {} Gbit/s each way, {} ms RTT, {}% loss each way unless \
+         stated, {runs} timed transfers per row (median)",
+        RATE / 1_000_000_000,
+        RTT.as_millis(),
+        LOSS * 100.0
+    );
+    println!();
+    println!(
+        "| row | object | median | throughput | of the link's rate | dropped / forwarded packets (loss + queue) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    let mut put_ratio = 0.0;
+    let mut get_ratio = 0.0;
+    for (name, tuning, path, size, get) in rows {
+        let (times, lost, sent) = measure(&server_tls, &client_tls, tuning, path, size, get, runs)?;
+        let m = median(&times);
+        let gbps = size as f64 * 8.0 / m.as_secs_f64() / 1e9;
+        let ratio = gbps * 1e9 / RATE as f64;
+        println!(
+            "| {name} | {} MiB | {:.0} ms | {gbps:.3} Gbit/s | {:.0}% | {lost} / {sent} |",
+            size >> 20,
+            m.as_secs_f64() * 1e3,
+            ratio * 100.0,
+        );
+        if name.starts_with("wan tuning (BBR") {
+            if get {
+                get_ratio = ratio;
+            } else {
+                put_ratio = ratio;
+            }
+        }
+    }
+    println!();
+    for (name, value) in [
+        ("wan put / link rate", put_ratio),
+        ("wan get / link rate", get_ratio),
+    ] {
+        println!(
+            "{name} = {value:.2} (target >= 0.80): {}",
+            if value >= 0.8 { "met" } else { "missed" }
+        );
+    }
+    Ok(())
+}
+
+/// A gateway (MemoryStore) behind a proxy with `path`, a client through the proxy; one warm-up
+/// transfer, then `runs` timed ones (puts, or gets of what was put). Returns the times and the
+/// proxy's lost and forwarded packets over all transfers.
+fn measure(
+    server_tls: &TlsSettings,
+    client_tls: &TlsSettings,
+    tuning: TransportTuning,
+    path: ProxyConfig,
+    size: usize,
+    get: bool,
+    runs: usize,
+) -> Result<(Vec<Duration>, u64, u64)> {
+    let runtime = |workers: usize| -> Result<Runtime> {
+        Ok(tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()?)
+    };
+    let (server_rt, client_rt, proxy_rt) = (tuning.runtime()?, tuning.runtime()?, runtime(1)?);
+    let timeouts = Timeouts {
+        io: Duration::from_secs(30),
+        ..Timeouts::default()
+    };
+    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::unlimited());
+    let mut config = GatewayConfig::new("127.0.0.1:0".parse()?, server_tls.clone());
+    config.transport = tuning;
+    config.timeouts = timeouts;
+    let gateway = server_rt.block_on(Gateway::start(config, store.clone()))?;
+    let proxy = proxy_rt.block_on(UdpProxy::start(gateway.local_addr()?, path))?;
+    let mut client = ClientConfig::new(proxy.local_addr(), "cluster-b", client_tls.clone());
+    client.transport = tuning;
+    client.timeouts = timeouts;
+    let payload = Bytes::from((0..size).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    let key = ObjectKey::round("bench", "node_0", 0)?;
+    let times = client_rt.block_on(async {
+        let remote = RemoteStore::connect(client).await?;
+        let mut times = Vec::new();
+        for run in 0..=runs {
+            let started = Instant::now();
+            if get {
+                if run == 0 {
+                    remote.put(&key, payload.clone()).await?;
+                }
+                let value = remote.get(&key).await?.context("stored")?;
+                anyhow::ensure!(value == payload, "the object read back differs");
+            } else {
+                remote.put(&key, payload.clone()).await?;
+            }
+            if run > 0 {
+                times.push(started.elapsed());
+            }
+        }
+        let stored = store.get(&key).await?.context("stored")?;
+        anyhow::ensure!(stored == payload, "the stored object differs");
+        anyhow::Ok(times)
+    })?;
+    let stats = proxy.stats();
+    proxy_rt.block_on(async { drop(proxy) });
+    server_rt.block_on(gateway.shutdown());
+    Ok((
+        times,
+        stats.forward.lost
+            + stats.backward.lost
+            + stats.forward.queue_drops
+            + stats.backward.queue_drops,
+        stats.forward.forwarded + stats.backward.forwarded,
+    ))
+}
+
+fn median(times: &[Duration]) -> Duration {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    sorted.get(sorted.len() / 2).copied().unwrap_or_default()
+}
