@@ -16,7 +16,8 @@ local P = ARGV[1]
 local now = tonumber(ARGV[2])
 local A, I, X, R, RL = P..'a', P..'i', P..'x', P..'r', P..'rl'
 local function num(f) return tonumber(redis.call('HGET', A, f) or '0') end
-local function add(f, d) if d ~= 0 then redis.call('HINCRBY', A, f, d) end end
+-- `0 + d`: never `-0`, which HINCRBY refuses.
+local function add(f, d) if d ~= 0 then redis.call('HINCRBY', A, f, 0 + d) end end
 local function purge_res()
   local ids = redis.call('ZRANGEBYSCORE', R, '-inf', now)
   for _, id in ipairs(ids) do
@@ -310,8 +311,8 @@ return {'FULL', cap - gb, maxe - ge, 0}
 /// Takes back ARGV 1 bytes and 2 entries of quota.
 const LEDGER_GIVE_BACK: &str = r#"
 local L = KEYS[1]
-redis.call('HINCRBY', L, 'gb', -tonumber(ARGV[1]))
-redis.call('HINCRBY', L, 'ge', -tonumber(ARGV[2]))
+redis.call('HINCRBY', L, 'gb', 0 - tonumber(ARGV[1]))
+redis.call('HINCRBY', L, 'ge', 0 - tonumber(ARGV[2]))
 return {'OK', 0, 0, 0}
 "#;
 
