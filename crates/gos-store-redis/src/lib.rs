@@ -83,6 +83,8 @@ struct Inner {
     tags: Vec<String>,
     /// Reservations dropped uncommitted whose refund has not run yet: (bucket, id).
     pending: Mutex<Vec<(usize, String)>>,
+    /// Held while refunds run, so that an operation never passes a refund still in flight.
+    draining: tokio::sync::Mutex<()>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -167,6 +169,7 @@ impl RedisStore {
             clock,
             conn,
             pending: Mutex::new(Vec::new()),
+            draining: tokio::sync::Mutex::new(()),
             config,
         };
         let store = RedisStore {
@@ -326,7 +329,9 @@ impl RedisStore {
                         .await?;
                     return Ok(());
                 }
-                "FULL" if attempt == 0 => self.shed_all().await?,
+                // The bucket's own spare is already counted in what it asks for: shedding it
+                // too would hand it back and forth forever.
+                "FULL" if attempt == 0 => self.shed_all_but(b).await?,
                 "FULL" => {
                     let free_bytes = reply.1.max(0) as u64;
                     return Err(if bytes > free_bytes {
@@ -346,10 +351,15 @@ impl RedisStore {
         Err(Error::Busy("quota contended".into()))
     }
 
-    /// Takes every bucket's spare quota back to the ledger.
-    async fn shed_all(&self) -> Result<()> {
+    /// Takes every bucket's spare quota but `keep`'s back to the ledger.
+    async fn shed_all_but(&self, keep: usize) -> Result<()> {
         let shed = self
-            .each_bucket(|b| self.bucket_script(&SCRIPTS.shed, b, &[]))
+            .each_bucket(|b| async move {
+                if b == keep {
+                    return Ok(("OK".to_owned(), 0, 0, 0));
+                }
+                self.bucket_script(&SCRIPTS.shed, b, &[]).await
+            })
             .await?;
         let (bytes, entries) = shed.iter().fold((0u64, 0u64), |(sb, se), r| {
             (sb + r.1.max(0) as u64, se + r.2.max(0) as u64)
@@ -484,6 +494,7 @@ impl RedisStore {
 
     /// Runs the refunds of reservations dropped uncommitted.
     async fn drain_pending(&self) -> Result<()> {
+        let _gate = self.inner.draining.lock().await;
         let pending = std::mem::take(
             &mut *self
                 .inner

@@ -59,7 +59,7 @@ fn redis_store_conforms_on_a_cluster_with_chunked_puts() {
     let base = RedisConfig::new(redis.urls.clone())
         .buckets(16)
         .inline_max(48)
-        .chunk_size(64);
+        .chunk_size(4096);
     gos_conformance::run(
         Redis { base },
         SuiteConfig::default()
