@@ -36,6 +36,7 @@
 mod config;
 mod conn;
 mod scripts;
+pub mod testing;
 
 use std::fmt;
 use std::num::NonZeroU32;
