@@ -7,6 +7,8 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod shm_fuzz;
+
 #[derive(Parser)]
 #[command(about = "GOS project automation")]
 struct Cli {
@@ -34,6 +36,16 @@ enum Task {
         /// The sanitizer: `none` works on the stable toolchain; `address` needs nightly.
         #[arg(long, default_value = "none")]
         sanitizer: String,
+    },
+    /// The shm store's corruption fuzzer, long: damaged store files opened and used in child
+    /// processes (a typed error or a consistent store, never a signal).
+    ShmFuzz {
+        /// Damaged stores to try.
+        #[arg(long, default_value_t = 20_000)]
+        cases: u64,
+        /// Seed of the damage.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
 }
 
@@ -73,6 +85,7 @@ fn main() -> Result<()> {
                 &[("GOS_CONFORMANCE_CASES", &cases), ("GOS_SOAK", "1")],
             )?;
         }
+        Task::ShmFuzz { cases, seed } => shm_fuzz::run(cases, seed)?,
         Task::Fuzz { seconds, sanitizer } => {
             let root = root()?;
             let fuzz = root.join("fuzz");

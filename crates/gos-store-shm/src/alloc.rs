@@ -5,7 +5,7 @@
 //! neighbours at once, so the list never holds two adjacent extents and never grows past the
 //! number of allocated extents plus one.
 
-use crate::layout::Extent;
+use crate::layout::{ALIGN, Extent};
 
 /// A view of the free list: the array and the number of extents in use.
 #[derive(Debug)]
@@ -30,7 +30,9 @@ impl FreeList<'_> {
 
     /// Total free bytes.
     pub(crate) fn free_bytes(&self) -> u64 {
-        self.as_slice().iter().map(|e| e.len).sum()
+        self.as_slice()
+            .iter()
+            .fold(0u64, |sum, e| sum.saturating_add(e.len))
     }
 
     /// The largest free extent.
@@ -53,7 +55,9 @@ impl FreeList<'_> {
             self.extents.copy_within(index + 1..n, index);
             *self.len = (n - 1) as u64;
         } else {
-            extent.offset += size;
+            // Saturating: the list lives in a shared file; the caller checks the offset
+            // against the arena before using it.
+            extent.offset = extent.offset.saturating_add(size);
             extent.len -= size;
         }
         Some(offset)
@@ -68,20 +72,24 @@ impl FreeList<'_> {
         let index = self.extents[..n].partition_point(|e| e.offset < offset);
         let joins_prev = index > 0 && {
             let prev = self.extents[index - 1];
-            prev.offset + prev.len == offset
+            prev.offset.checked_add(prev.len) == Some(offset)
         };
-        let joins_next = index < n && offset + size == self.extents[index].offset;
+        let joins_next = index < n && offset.checked_add(size) == Some(self.extents[index].offset);
         match (joins_prev, joins_next) {
             (true, true) => {
                 let next_len = self.extents[index].len;
-                self.extents[index - 1].len += size + next_len;
+                let merged = &mut self.extents[index - 1].len;
+                *merged = merged.saturating_add(size).saturating_add(next_len);
                 self.extents.copy_within(index + 1..n, index);
                 *self.len = (n - 1) as u64;
             }
-            (true, false) => self.extents[index - 1].len += size,
+            (true, false) => {
+                let merged = &mut self.extents[index - 1].len;
+                *merged = merged.saturating_add(size);
+            }
             (false, true) => {
                 self.extents[index].offset = offset;
-                self.extents[index].len += size;
+                self.extents[index].len = self.extents[index].len.saturating_add(size);
             }
             (false, false) => {
                 if n >= self.extents.len() {
@@ -117,24 +125,26 @@ impl FreeList<'_> {
                 };
                 *self.len = (n + 1) as u64;
             }
-            at = at.max(offset + len);
+            at = at.max(offset.saturating_add(len));
         }
         Ok(())
     }
 
-    /// Checks the list: sorted, non-empty extents, never adjacent, inside `[0, arena)`.
+    /// Checks the list: sorted, non-empty, aligned extents, never adjacent, inside
+    /// `[0, arena)`.
     pub(crate) fn check(&self, arena: u64) -> Result<(), String> {
         if *self.len as usize > self.extents.len() {
             return Err(format!("free list length {} out of bounds", self.len));
         }
         let list = self.as_slice();
         for e in list {
-            if e.len == 0 || e.offset + e.len > arena {
+            let aligned = e.offset.is_multiple_of(ALIGN) && e.len.is_multiple_of(ALIGN);
+            if e.len == 0 || !aligned || e.offset.checked_add(e.len).is_none_or(|end| end > arena) {
                 return Err(format!("bad free extent {e:?}"));
             }
         }
         for w in list.windows(2) {
-            if w[0].offset + w[0].len >= w[1].offset {
+            if w[0].offset.saturating_add(w[0].len) >= w[1].offset {
                 return Err(format!(
                     "free extents overlap or touch: {:?} {:?}",
                     w[0], w[1]

@@ -45,9 +45,16 @@ pub enum ShmError {
     /// Every process slot is taken by a live handle.
     #[error("all {0} process slots are in use")]
     NoSlot(u64),
-    /// The table of objects (live, pinned or reserved) is full.
+    /// The table of objects (live, pinned or reserved) is full: values pinned after a delete
+    /// and writes in progress hold the records beyond the entry limit. Reported as the
+    /// retryable [`gos_store::Error::Busy`].
     #[error("all {0} object records are in use (live, pinned or reserved)")]
     NoRecord(u64),
+    /// The store lock was not free within the lock timeout: its holder is stopped (SIGSTOP,
+    /// a frozen cgroup, a debugger) or very slow. Retryable; reported as
+    /// [`gos_store::Error::Busy`].
+    #[error("the store lock was held for more than {0:?}")]
+    LockTimeout(std::time::Duration),
     /// A system call failed.
     #[error("{op}: {source}")]
     Io {
@@ -81,6 +88,9 @@ impl From<ShmError> for gos_store::Error {
     fn from(e: ShmError) -> Self {
         match e {
             ShmError::Corrupted(what) => gos_store::Error::Corrupted(what),
+            e @ (ShmError::LockTimeout(_) | ShmError::NoRecord(_)) => {
+                gos_store::Error::Busy(e.to_string())
+            }
             other => gos_store::Error::backend("shm", other),
         }
     }

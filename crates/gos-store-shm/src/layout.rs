@@ -8,7 +8,8 @@ use crate::error::ShmError;
 /// `GOSSHM` followed by two zero bytes, read as a little-endian `u64`.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"GOSSHM\0\0");
 /// The layout version this build reads and writes. Bump it on any change to this file.
-pub(crate) const LAYOUT_VERSION: u32 = 1;
+/// Version 2 added each record's reader count and lease deadline.
+pub(crate) const LAYOUT_VERSION: u32 = 2;
 /// Alignment (and minimum size) of every extent in the arena: one cache line.
 pub(crate) const ALIGN: u64 = 64;
 /// Page size the arena and the regions are aligned to.
@@ -117,6 +118,10 @@ pub(crate) struct Record {
     /// Next record in a hash chain (live) or in the free-record chain (free).
     pub(crate) next: u32,
     pub(crate) key_len: u32,
+    /// Releases still expected before a live record is deleted; 0 means unbounded.
+    pub(crate) readers: u32,
+    /// Unused; zero.
+    pub(crate) flags: u32,
     /// Offset of the extent in the arena.
     pub(crate) offset: u64,
     /// Length of the extent (the value length rounded up to [`ALIGN`]).
@@ -130,6 +135,8 @@ pub(crate) struct Record {
     pub(crate) hash: u64,
     /// Sum of the record's row in the pin table.
     pub(crate) pins: u64,
+    /// Lease deadline in milliseconds since the Unix epoch (rounded up); 0 means no lease.
+    pub(crate) expires: u64,
     pub(crate) key: [u8; MAX_KEY_LEN],
 }
 
@@ -140,6 +147,8 @@ impl Default for Record {
             owner: NIL,
             next: NIL,
             key_len: 0,
+            readers: 0,
+            flags: 0,
             offset: 0,
             extent: 0,
             len: 0,
@@ -147,6 +156,7 @@ impl Default for Record {
             seq: 0,
             hash: 0,
             pins: 0,
+            expires: 0,
             key: [0; MAX_KEY_LEN],
         }
     }
@@ -156,6 +166,16 @@ impl Record {
     /// The stored key bytes (empty unless the record was committed).
     pub(crate) fn key(&self) -> &[u8] {
         &self.key[..(self.key_len as usize).min(MAX_KEY_LEN)]
+    }
+
+    /// True when the record has a lease that ran out at or before `now_ms`.
+    pub(crate) fn expired(&self, now_ms: u64) -> bool {
+        self.expires != 0 && self.expires <= now_ms
+    }
+
+    /// The end of its extent in the arena, if that does not overflow.
+    pub(crate) fn extent_end(&self) -> Option<u64> {
+        self.offset.checked_add(self.extent)
     }
 }
 
@@ -191,6 +211,10 @@ impl Geometry {
         }
         if max_objects == 0 || max_objects >= NIL / 2 {
             return Err(invalid("max_objects must be between 1 and 2^31"));
+        }
+        if limits.max_entries >= u64::from(max_objects) {
+            // An overwrite of a full store needs one record more than its entries.
+            return Err(invalid("max_objects must exceed max_entries"));
         }
         let arena_size =
             align_up(arena_size.max(PAGE), PAGE).ok_or_else(|| invalid("arena size overflows"))?;
@@ -244,7 +268,8 @@ impl Geometry {
     pub(crate) fn validate(&self, file_len: u64) -> Result<(), ShmError> {
         let slots = u32::try_from(self.max_slots).unwrap_or(0);
         let objects = u32::try_from(self.max_objects).unwrap_or(0);
-        let expected = Geometry::new(self.limits(), self.arena_size, slots, objects)?;
+        let expected = Geometry::new(self.limits(), self.arena_size, slots, objects)
+            .map_err(|e| ShmError::Corrupted(format!("header geometry: {e}")))?;
         if expected != *self {
             return Err(ShmError::Corrupted(
                 "header geometry is inconsistent".into(),
@@ -266,7 +291,13 @@ mod tests {
 
     #[test]
     fn geometry_places_regions_in_order_and_aligned() {
-        let g = Geometry::new(Limits::with_capacity(1 << 20), 3 << 20, 8, 100).expect("geometry");
+        let g = Geometry::new(
+            Limits::with_capacity(1 << 20).max_entries(50),
+            3 << 20,
+            8,
+            100,
+        )
+        .expect("geometry");
         let offsets = [
             g.slots_offset,
             g.records_offset,

@@ -174,21 +174,52 @@ pub(crate) unsafe fn mutex_init(m: *mut libc::pthread_mutex_t) -> Result<(), Shm
     Ok(())
 }
 
-/// Locks the mutex at `m`.
+/// Locks the mutex at `m`, waiting at most `timeout`; `Ok(None)` when it timed out (its
+/// holder is stopped, or very slow).
 ///
 /// # Safety
 /// `m` points to a mutex initialized by [`mutex_init`] (in memory that stays mapped).
-pub(crate) unsafe fn mutex_lock(m: *mut libc::pthread_mutex_t) -> Result<Locked, ShmError> {
-    // SAFETY: per the caller's contract.
-    let rc = unsafe { libc::pthread_mutex_lock(m) };
+pub(crate) unsafe fn mutex_lock(
+    m: *mut libc::pthread_mutex_t,
+    timeout: std::time::Duration,
+) -> Result<Option<Locked>, ShmError> {
+    // SAFETY: per the caller's contract; a try first, so the common case is one atomic.
+    let mut rc = unsafe { libc::pthread_mutex_trylock(m) };
+    if rc == libc::EBUSY {
+        let deadline = realtime_after(timeout)?;
+        // SAFETY: per the caller's contract; `deadline` is a valid absolute CLOCK_REALTIME
+        // time, which is what `pthread_mutex_timedlock` expects.
+        rc = unsafe { libc::pthread_mutex_timedlock(m, &deadline) };
+    }
     match rc {
-        0 => Ok(Locked::Clean),
-        libc::EOWNERDEAD => Ok(Locked::OwnerDied),
+        0 => Ok(Some(Locked::Clean)),
+        libc::EOWNERDEAD => Ok(Some(Locked::OwnerDied)),
+        libc::ETIMEDOUT => Ok(None),
         libc::ENOTRECOVERABLE => Err(ShmError::Corrupted(
             "store lock is unrecoverable (a recovery failed)".into(),
         )),
         rc => Err(ShmError::os("pthread_mutex_lock", rc)),
     }
+}
+
+/// `CLOCK_REALTIME` now plus `d`, as a `timespec`.
+fn realtime_after(d: std::time::Duration) -> Result<libc::timespec, ShmError> {
+    // SAFETY: `timespec` is plain old data.
+    let mut now: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid out pointer.
+    if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) } != 0 {
+        return Err(ShmError::last_os("clock_gettime"));
+    }
+    let nanos = now.tv_nsec + i64::from(d.subsec_nanos());
+    let secs = i64::try_from(d.as_secs())
+        .unwrap_or(i64::MAX / 2)
+        .min(i64::MAX / 2)
+        .saturating_add(now.tv_sec)
+        .saturating_add(nanos / 1_000_000_000);
+    Ok(libc::timespec {
+        tv_sec: secs,
+        tv_nsec: nanos % 1_000_000_000,
+    })
 }
 
 /// Marks a mutex locked after [`Locked::OwnerDied`] consistent again.
@@ -213,4 +244,61 @@ pub(crate) unsafe fn mutex_unlock(m: *mut libc::pthread_mutex_t) {
     unsafe {
         libc::pthread_mutex_unlock(m);
     }
+}
+
+/// Opens an unnamed file in `dir` (`O_TMPFILE`): it has no name until [`link_into`] gives it
+/// one, so a process killed before that leaves nothing behind.
+pub(crate) fn open_unnamed(dir: &Path) -> Result<File, ShmError> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| ShmError::InvalidConfig("directory has a NUL byte".into()))?;
+    // SAFETY: `path` is NUL-terminated; the returned descriptor is checked and then owned by
+    // the `File`.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC,
+            0o600 as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(ShmError::last_os("open(O_TMPFILE)"));
+    }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Gives the unnamed `file` the name `path`; fails with `EEXIST` if the name is taken (it is
+/// never replaced).
+pub(crate) fn link_into(file: &File, path: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let from = std::ffi::CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .map_err(io::Error::other)?;
+    let to = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    // SAFETY: both paths are NUL-terminated; `AT_SYMLINK_FOLLOW` links the file the magic
+    // link points at (an `O_TMPFILE` file opened without `O_EXCL` may be linked).
+    let rc = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// True if process `pid` exists (it may be an unrelated process that reused the id).
+pub(crate) fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }

@@ -4,6 +4,8 @@
 //!
 //! `GOS_SOAK=1` makes the stress test long (more processes, more operations, kill rounds).
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,6 +13,7 @@ use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::{Rng, rt};
 use gos_store::{Error, KeyPrefix, Limits, ObjectKey, ObjectStore, ObjectStoreExt};
 use gos_store_shm::{ShmConfig, ShmStore};
 
@@ -55,26 +58,8 @@ fn intact(v: &[u8]) -> bool {
         .all(|(i, &b)| b == pattern(tag, i + 8))
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
-
 fn key(s: &str) -> ObjectKey {
     ObjectKey::new(s).expect("key")
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("runtime")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -219,9 +204,16 @@ async fn stress(store: &ShmStore, seed: u64, ops: u64) -> u64 {
         match rng.next(10) {
             0..=2 => {
                 let len = 8 + rng.next(64 << 10) as usize;
-                match store.put(&k, Bytes::from(value(tag, len))).await {
+                // Some with a reader count, some with a (long) lease.
+                let options = gos_store::PutOptions::new()
+                    .readers(rng.next(3) as u32)
+                    .with_lease((rng.next(4) == 0).then(|| Duration::from_secs(3600)));
+                match store
+                    .put_opts(&k, Bytes::from(value(tag, len)), &options)
+                    .await
+                {
                     Ok(()) => {}
-                    Err(e) if e.is_limit() => {}
+                    Err(e) if e.is_limit() || e.is_retryable() => {}
                     Err(e) => panic!("put: {e}"),
                 }
             }
@@ -240,7 +232,7 @@ async fn stress(store: &ShmStore, seed: u64, ops: u64) -> u64 {
                             }
                         }
                     }
-                    Err(e) if e.is_limit() => {}
+                    Err(e) if e.is_limit() || e.is_retryable() => {}
                     Err(e) => panic!("reserve: {e}"),
                 }
             }
@@ -253,7 +245,14 @@ async fn stress(store: &ShmStore, seed: u64, ops: u64) -> u64 {
                 }
             }
             7 => {
-                store.delete(&k).await.expect("delete");
+                if rng.next(2) == 0 {
+                    store.release(&k).await.expect("release");
+                } else {
+                    store.delete(&k).await.expect("delete");
+                }
+                if let Some(meta) = store.head(&k).await.expect("head") {
+                    assert!(meta.size >= 8, "head of a torn value under {k}");
+                }
             }
             8 => {
                 let prefix = KeyPrefix::new(format!("stress/n{}", rng.next(4))).expect("prefix");
@@ -591,17 +590,7 @@ fn multi_process_stress_keeps_every_invariant() {
         child.wait_ok();
     }
     rt().block_on(async {
-        t.store.reclaim_dead().expect("reclaim");
-        let report = t.store.check().expect("invariants after the stress");
-        assert_eq!(
-            (
-                report.reservations,
-                report.pins,
-                report.unlinked,
-                report.handles
-            ),
-            (0, 0, 0, 1)
-        );
+        let report = all_given_back(&t.store);
         let keys = t.store.keys().await.expect("keys");
         assert_eq!(keys.len() as u64, report.entries);
         let mut bytes = 0;
@@ -673,4 +662,79 @@ fn sigkill_inside_the_store_lock_is_recovered() {
         }
         panic!("no SIGKILL landed inside the lock in 40 rounds");
     });
+}
+
+/// Stressers stopped (SIGSTOP) and killed (SIGKILL) at random moments, the lock possibly held
+/// by a stopped one: the parent gets `Busy` (never a hang) or a consistent store, and after
+/// every stopped process continues or dies, everything is consistent and given back.
+#[test]
+fn sigstop_and_sigkill_of_stressers_at_random_moments() {
+    let rounds = if std::env::var_os("GOS_SOAK").is_some() {
+        200
+    } else {
+        12
+    };
+    let t = TestStore::new(
+        "stop",
+        ShmConfig::new(Limits::with_capacity(2 << 20).max_entries(20)).arena_bytes(4 << 20),
+    );
+    let store = t
+        .store
+        .clone()
+        .with_lock_timeout(Duration::from_millis(200));
+    let mut rng = Rng(0x570b);
+    let spawn = |i: u64| t.spawn("stress", &[&(i + 1).to_string(), "100000000"]);
+    let mut children: Vec<Proc> = (0..3).map(spawn).collect();
+    let (mut busy, mut checked) = (0, 0);
+    for round in 0..rounds {
+        let victim = rng.next(children.len() as u64) as usize;
+        let pid = children[victim].child.id() as libc::pid_t;
+        // SAFETY: plain signal to a child we own and have not reaped.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        std::thread::sleep(Duration::from_millis(rng.next(30)));
+        match store.check() {
+            Ok(_) => checked += 1,
+            Err(Error::Busy(_)) => busy += 1,
+            Err(e) => panic!("round {round}: {e}"),
+        }
+        if rng.next(3) == 0 {
+            children[victim].sigkill();
+            children[victim] = spawn(100 + round);
+        } else {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGCONT) };
+        }
+    }
+    for child in &mut children {
+        child.sigkill();
+    }
+    t.store.reclaim_dead().expect("reclaim");
+    let report = t.store.check().expect("invariants at the end");
+    assert_eq!(
+        (
+            report.reservations,
+            report.pins,
+            report.unlinked,
+            report.handles
+        ),
+        (0, 0, 0, 1)
+    );
+    eprintln!("{rounds} stop rounds: {checked} checked while stopped, {busy} busy");
+}
+
+/// Reclaims dead handles and checks that the store is consistent and that nothing is left
+/// pinned, reserved or unlinked, with this handle the only one.
+fn all_given_back(store: &ShmStore) -> gos_store_shm::ShmReport {
+    store.reclaim_dead().expect("reclaim");
+    let report = store.check().expect("invariants");
+    assert_eq!(
+        (
+            report.reservations,
+            report.pins,
+            report.unlinked,
+            report.handles
+        ),
+        (0, 0, 0, 1)
+    );
+    report
 }
