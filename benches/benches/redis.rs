@@ -93,7 +93,11 @@ fn redis_py(port: u16, cluster: bool, size: usize, runs: usize) -> Option<f64> {
          \x20   t.append(time.perf_counter() - s)\n\
          print(statistics.median(t[1:]) * 1000)\n"
     );
-    let out = Command::new("python3").arg("-c").arg(script).output().ok()?;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .ok()?;
     if !out.status.success() {
         return None;
     }
@@ -121,7 +125,10 @@ async fn deployment(name: &str, redis: &Redis, rows: &mut Vec<String>) -> anyhow
             .set_response_timeout(Some(Duration::from_secs(30)));
         Box::new(client.get_connection_manager_with_config(cfg).await?)
     };
-    for (label, size, runs) in [("100 MiB", BIG, BIG_ROUNDS), ("64 KiB", SMALL, SMALL_ROUNDS)] {
+    for (label, size, runs) in [
+        ("100 MiB", BIG, BIG_ROUNDS),
+        ("64 KiB", SMALL, SMALL_ROUNDS),
+    ] {
         let value = Bytes::from(vec![7u8; size]);
         let ours = median(runs, || store_round(&store, &value)).await?;
         let theirs = median(runs, || plain.round(&value)).await?;
@@ -159,7 +166,10 @@ async fn shm_rows(rows: &mut Vec<String>) -> anyhow::Result<()> {
     let store = ShmStore::create(&name, ShmConfig::new(Limits::with_capacity(320 << 20)))?;
     let key = ObjectKey::new("bench/n1/round_1")?;
     let mut result = Ok(());
-    for (label, size, runs) in [("100 MiB", BIG, BIG_ROUNDS), ("64 KiB", SMALL, SMALL_ROUNDS)] {
+    for (label, size, runs) in [
+        ("100 MiB", BIG, BIG_ROUNDS),
+        ("64 KiB", SMALL, SMALL_ROUNDS),
+    ] {
         let value = Bytes::from(vec![7u8; size]);
         let t = median(runs, || async {
             store.put(&key, value.clone()).await?;

@@ -51,8 +51,8 @@ use gos_store::{
 };
 use redis::Script;
 
-pub use config::{MAX_CHUNK_SIZE, RedisConfig};
 use config::MAX_LIMIT;
+pub use config::{MAX_CHUNK_SIZE, RedisConfig};
 use conn::{Conn, map_error};
 use scripts::SCRIPTS;
 
@@ -101,11 +101,7 @@ impl fmt::Debug for RedisStore {
 
 /// The header of a stored value: readers left (0 = unbounded) and deadline (0 = none).
 fn header(readers: Readers, deadline_ms: u64) -> [u8; HEADER_LEN] {
-    let text = format!(
-        "G1{:010}{:020}",
-        readers.count().unwrap_or(0),
-        deadline_ms
-    );
+    let text = format!("G1{:010}{:020}", readers.count().unwrap_or(0), deadline_ms);
     let mut out = [0u8; HEADER_LEN];
     out.copy_from_slice(text.as_bytes());
     out
@@ -198,8 +194,7 @@ impl RedisStore {
     /// Another handle on the same store, with its own connections (as another process would
     /// open it).
     pub async fn reopen(&self) -> Result<Self> {
-        RedisStore::open_with_clock(self.inner.config.clone(), Arc::clone(&self.inner.clock))
-            .await
+        RedisStore::open_with_clock(self.inner.config.clone(), Arc::clone(&self.inner.clock)).await
     }
 
     /// The configuration the store was opened with.
@@ -225,7 +220,7 @@ impl RedisStore {
             .arg(redis_key)
             .query_async(&mut conn)
             .await
-            .map_err(map_error)
+            .map_err(|e| self.err(e))
     }
 
     /// Sets the ledger's granted totals to the sum of the buckets' quotas, recovering quota
@@ -264,6 +259,17 @@ impl RedisStore {
         Ok(staged)
     }
 
+    /// Maps a `redis` error, naming the configured response timeout in a timeout.
+    fn err(&self, e: redis::RedisError) -> Error {
+        match map_error(e) {
+            Error::Timeout { operation, .. } => Error::Timeout {
+                operation,
+                after: self.inner.config.response_timeout,
+            },
+            other => other,
+        }
+    }
+
     fn bucket(&self, key: &ObjectKey) -> usize {
         (fnv1a(key.as_str().as_bytes()) % self.inner.tags.len() as u64) as usize
     }
@@ -290,7 +296,7 @@ impl RedisStore {
             inv.arg(*a);
         }
         let mut conn = self.inner.conn.clone();
-        inv.invoke_async(&mut conn).await.map_err(map_error)
+        inv.invoke_async(&mut conn).await.map_err(|e| self.err(e))
     }
 
     async fn bucket_script(&self, script: &Script, b: usize, args: &[&[u8]]) -> Result<Reply> {
@@ -303,7 +309,7 @@ impl RedisStore {
             inv.arg(*a);
         }
         let mut conn = self.inner.conn.clone();
-        inv.invoke_async(&mut conn).await.map_err(map_error)
+        inv.invoke_async(&mut conn).await.map_err(|e| self.err(e))
     }
 
     /// Runs `f` on every bucket at once and collects the answers in bucket order.
@@ -407,7 +413,11 @@ impl RedisStore {
         let id = format!("{:032x}", rand::random::<u128>());
         let ttl = self.inner.config.reservation_ttl;
         let deadline = to_unix_millis(self.inner.clock.now() + ttl).min(MAX_DEADLINE_MS);
-        let create = if options.mode == PutMode::Create { "1" } else { "0" };
+        let create = if options.mode == PutMode::Create {
+            "1"
+        } else {
+            "0"
+        };
         let name = if put { key.as_str() } else { "" };
         let (len_s, deadline_s) = (len.to_string(), deadline.to_string());
         let reply = self
@@ -454,14 +464,14 @@ impl RedisStore {
             .arg(ttl_ms)
             .exec_async(&mut conn)
             .await
-            .map_err(map_error)?;
+            .map_err(|e| self.err(e))?;
         for chunk in value.chunks(self.inner.config.chunk_size) {
             redis::cmd("APPEND")
                 .arg(&staging)
                 .arg(chunk)
                 .exec_async(&mut conn)
                 .await
-                .map_err(map_error)?;
+                .map_err(|e| self.err(e))?;
         }
         Ok(())
     }
@@ -471,7 +481,11 @@ impl RedisStore {
         let mut payload = Vec::with_capacity(HEADER_LEN + value.len());
         payload.extend_from_slice(&header(options.readers, self.deadline_ms(options)));
         payload.extend_from_slice(value);
-        let create = if options.mode == PutMode::Create { "1" } else { "0" };
+        let create = if options.mode == PutMode::Create {
+            "1"
+        } else {
+            "0"
+        };
         let deadline = self.deadline_ms(options).to_string();
         let reply = self
             .with_quota(
@@ -601,7 +615,7 @@ impl ObjectStore for RedisStore {
             .arg(self.object_key(key))
             .query_async(&mut conn)
             .await
-            .map_err(map_error)?;
+            .map_err(|e| self.err(e))?;
         let Some(raw) = raw else { return Ok(None) };
         let (_, deadline) = parse_header(&raw)?;
         if deadline > 0 && deadline <= self.now_ms() {
@@ -759,7 +773,11 @@ impl StagedPut {
     /// [`Error::Unavailable`] when the staging data was lost (a failover).
     pub async fn install(mut self) -> Result<()> {
         let store = self.store.clone();
-        let create = if self.options.mode == PutMode::Create { "1" } else { "0" };
+        let create = if self.options.mode == PutMode::Create {
+            "1"
+        } else {
+            "0"
+        };
         let len = self.len.to_string();
         let deadline = store.deadline_ms(&self.options).to_string();
         let result = store

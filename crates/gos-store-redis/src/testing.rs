@@ -9,8 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use gos_store::Limits;
 use crate::{RedisConfig, RedisStore};
+use gos_store::Limits;
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -105,7 +105,10 @@ fn wait_for<T>(mut f: impl FnMut() -> Option<T>, what: &str) -> T {
         if let Some(v) = f() {
             return v;
         }
-        assert!(start.elapsed() < START_TIMEOUT, "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < START_TIMEOUT,
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gos_store::{
-    Clock, Error, KeyPrefix, Limits, ManualClock, ObjectKey, ObjectStore, ObjectStoreExt, PutOptions,
-    Readers, ReleaseOutcome, to_unix_millis,
+    Clock, Error, KeyPrefix, Limits, ManualClock, ObjectKey, ObjectStore, ObjectStoreExt,
+    PutOptions, Readers, ReleaseOutcome, to_unix_millis,
 };
 use gos_store_redis::{RedisConfig, RedisStore};
 
@@ -92,13 +92,20 @@ async fn readers_and_release_on_both_deployments() {
 async fn leases_expire_on_the_store_clock() {
     let redis = common::cluster();
     let clock = Arc::new(ManualClock::new());
-    let store = RedisStore::open_with_clock(redis.config(Limits::with_capacity(1 << 20)), clock.clone())
-        .await
-        .expect("open");
+    let store =
+        RedisStore::open_with_clock(redis.config(Limits::with_capacity(1 << 20)), clock.clone())
+            .await
+            .expect("open");
     let (a, b, c) = (key("f/a"), key("f/b"), key("f/c"));
     let lease = PutOptions::new().lease(Duration::from_secs(10));
-    store.put_opts(&a, uniform(1, 100), &lease).await.expect("put");
-    store.put_opts(&b, uniform(2, 200), &lease).await.expect("put");
+    store
+        .put_opts(&a, uniform(1, 100), &lease)
+        .await
+        .expect("put");
+    store
+        .put_opts(&b, uniform(2, 200), &lease)
+        .await
+        .expect("put");
     store.put(&c, uniform(3, 300)).await.expect("put");
     let meta = store.head(&a).await.expect("head").expect("present");
     assert_eq!(
@@ -115,12 +122,18 @@ async fn leases_expire_on_the_store_clock() {
     let stats = store.stats().await.expect("stats");
     assert_eq!((stats.entries, stats.bytes), (1, 300));
     // Sweep removes what nobody touched.
-    store.put_opts(&a, uniform(1, 100), &lease).await.expect("put");
+    store
+        .put_opts(&a, uniform(1, 100), &lease)
+        .await
+        .expect("put");
     clock.advance(Duration::from_secs(11));
     assert_eq!(store.sweep().await.expect("sweep"), 1);
     assert_eq!(store.len().await.expect("len"), 1);
     // An overwrite without a lease clears the lease.
-    store.put_opts(&c, uniform(4, 10), &lease).await.expect("put");
+    store
+        .put_opts(&c, uniform(4, 10), &lease)
+        .await
+        .expect("put");
     store.put(&c, uniform(5, 10)).await.expect("put");
     clock.advance(Duration::from_secs(60));
     assert_eq!(store.sweep().await.expect("sweep"), 0);
@@ -137,9 +150,21 @@ async fn round_retention_and_prefixes_span_all_masters() {
             store.put(&k, uniform(round as u8, 64)).await.expect("put");
         }
     }
-    store.put(&key("fed/meta"), uniform(9, 8)).await.expect("put");
-    store.put(&key("other/n1/round_0"), uniform(9, 8)).await.expect("put");
-    assert_eq!(store.delete_rounds_before("fed", 3).await.expect("retention"), 9);
+    store
+        .put(&key("fed/meta"), uniform(9, 8))
+        .await
+        .expect("put");
+    store
+        .put(&key("other/n1/round_0"), uniform(9, 8))
+        .await
+        .expect("put");
+    assert_eq!(
+        store
+            .delete_rounds_before("fed", 3)
+            .await
+            .expect("retention"),
+        9
+    );
     let left = store
         .keys_with_prefix(&KeyPrefix::federation("fed").expect("prefix"))
         .await
@@ -152,10 +177,16 @@ async fn round_retention_and_prefixes_span_all_masters() {
     want.sort();
     assert_eq!(left, want);
     assert_eq!(
-        store.delete_prefix(&KeyPrefix::new("fed").expect("prefix")).await.expect("delete"),
+        store
+            .delete_prefix(&KeyPrefix::new("fed").expect("prefix"))
+            .await
+            .expect("delete"),
         7
     );
-    assert_eq!(store.keys().await.expect("keys"), vec![key("other/n1/round_0")]);
+    assert_eq!(
+        store.keys().await.expect("keys"),
+        vec![key("other/n1/round_0")]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,7 +207,10 @@ async fn reservations_are_charged_until_commit_or_drop() {
     assert_eq!(store.get(&k).await.expect("get"), None);
     r.commit().await.expect("commit");
     let stats = store.stats().await.expect("stats");
-    assert_eq!((stats.bytes, stats.reserved, stats.entries), (600 << 10, 0, 1));
+    assert_eq!(
+        (stats.bytes, stats.reserved, stats.entries),
+        (600 << 10, 0, 1)
+    );
     assert_eq!(
         store.get(&k).await.expect("get").expect("committed").len(),
         600 << 10
@@ -186,9 +220,15 @@ async fn reservations_are_charged_until_commit_or_drop() {
         ReleaseOutcome::Deleted
     );
     // A dropped reservation gives its room back at once.
-    let r = store.reserve(&k, 1 << 20, &PutOptions::new()).await.expect("reserve");
+    let r = store
+        .reserve(&k, 1 << 20, &PutOptions::new())
+        .await
+        .expect("reserve");
     drop(r);
-    store.put(&k, uniform(2, 1 << 20)).await.expect("the whole capacity is free again");
+    store
+        .put(&k, uniform(2, 1 << 20))
+        .await
+        .expect("the whole capacity is free again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -214,13 +254,20 @@ async fn interrupted_chunked_put_leaves_nothing() {
     assert_eq!(store.keys().await.expect("keys"), vec![k.clone()]);
     let stats = store.stats().await.expect("stats");
     assert_eq!((stats.entries, stats.bytes), (1, 1 << 20));
-    assert_eq!(stats.reserved, 3 << 19, "the charge lives until its deadline");
+    assert_eq!(
+        stats.reserved,
+        3 << 19,
+        "the charge lives until its deadline"
+    );
     // The staging data carries a TTL and goes away by itself, with no store operation.
     let ttl = store.pttl(&staging).await.expect("pttl");
     assert!(ttl > 0 && ttl <= 4000, "staging ttl {ttl} ms");
     let start = std::time::Instant::now();
     while store.pttl(&staging).await.expect("pttl") != -2 {
-        assert!(start.elapsed() < Duration::from_secs(15), "staging never expired");
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "staging never expired"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Past the deadline, the charge is dropped and the whole capacity is usable again.
@@ -249,7 +296,9 @@ async fn concurrent_overwrites_of_a_large_value_are_never_mixed() {
         let k = k.clone();
         tasks.push(tokio::spawn(async move {
             for _ in 0..4 {
-                s.put(&k, uniform(writer, LEN + writer as usize)).await.expect("overwrite");
+                s.put(&k, uniform(writer, LEN + writer as usize))
+                    .await
+                    .expect("overwrite");
             }
         }));
     }
@@ -289,7 +338,10 @@ async fn capacity_holds_under_concurrent_writers_across_a_cluster() {
         let s = store.reopen().await.expect("reopen");
         let ok = Arc::clone(&ok);
         tasks.push(tokio::spawn(async move {
-            match s.put(&key(&format!("cap/n{i}")), uniform(1, 100 << 10)).await {
+            match s
+                .put(&key(&format!("cap/n{i}")), uniform(1, 100 << 10))
+                .await
+            {
                 Ok(()) => {
                     ok.fetch_add(1, Ordering::Relaxed);
                 }
@@ -311,13 +363,23 @@ async fn capacity_holds_under_concurrent_writers_across_a_cluster() {
     assert_eq!(stats.entries, ok);
     // Fill the rest sequentially: exactly up to the limits.
     let mut i = 100;
-    while store.put(&key(&format!("cap/n{i}")), uniform(1, 100 << 10)).await.is_ok() {
+    while store
+        .put(&key(&format!("cap/n{i}")), uniform(1, 100 << 10))
+        .await
+        .is_ok()
+    {
         i += 1;
     }
     assert_eq!(store.len().await.expect("len"), 10);
     // Entries: small values up to max_entries (12), then TooManyEntries.
-    store.put(&key("cap/s1"), uniform(1, 10)).await.expect("entry 11");
-    store.put(&key("cap/s2"), uniform(1, 10)).await.expect("entry 12");
+    store
+        .put(&key("cap/s1"), uniform(1, 10))
+        .await
+        .expect("entry 11");
+    store
+        .put(&key("cap/s2"), uniform(1, 10))
+        .await
+        .expect("entry 12");
     assert!(matches!(
         store.put(&key("cap/s3"), uniform(1, 10)).await,
         Err(Error::TooManyEntries { max: 12 })
@@ -344,10 +406,15 @@ async fn bad_servers_and_namespaces_are_typed_errors() {
         Err(Error::InvalidArgument(_)) => {}
         other => panic!("reopening with other limits gave {other:?}"),
     }
-    let store = redis.store(Limits::with_capacity(1 << 20).max_value_size(1000)).await;
+    let store = redis
+        .store(Limits::with_capacity(1 << 20).max_value_size(1000))
+        .await;
     assert!(matches!(
         store.put(&key("a"), uniform(1, 1001)).await,
-        Err(Error::TooLarge { size: 1001, max: 1000 })
+        Err(Error::TooLarge {
+            size: 1001,
+            max: 1000
+        })
     ));
 }
 
@@ -362,10 +429,15 @@ async fn a_staged_put_after_a_dropped_reservation_gets_its_quota() {
         .inline_max(48)
         .chunk_size(4096);
     let store = RedisStore::open(config).await.expect("open");
-    let r = store.reserve(&key("b"), 3, &PutOptions::new()).await.expect("reserve");
+    let r = store
+        .reserve(&key("b"), 3, &PutOptions::new())
+        .await
+        .expect("reserve");
     drop(r);
     assert!(matches!(
-        store.reserve(&key("a/n1/round_0"), 100, &PutOptions::new()).await,
+        store
+            .reserve(&key("a/n1/round_0"), 100, &PutOptions::new())
+            .await,
         Err(Error::TooLarge { size: 100, max: 96 })
     ));
     let mut r = store
@@ -374,11 +446,20 @@ async fn a_staged_put_after_a_dropped_reservation_gets_its_quota() {
         .expect("reserve");
     r.as_mut_slice().fill(0);
     r.commit().await.expect("commit");
-    store.put(&key("a/n1/round_1"), uniform(0, 62)).await.expect("put");
-    store.put(&key("a/n2/round_0"), uniform(0, 50)).await.expect("put");
+    store
+        .put(&key("a/n1/round_1"), uniform(0, 62))
+        .await
+        .expect("put");
+    store
+        .put(&key("a/n2/round_0"), uniform(0, 50))
+        .await
+        .expect("put");
     match store.put(&key("b"), uniform(0, 55)).await {
         Err(Error::StoreFull { requested: 55, .. }) => {}
         other => panic!("a put past the capacity gave {other:?}"),
     }
-    store.put(&key("b"), uniform(0, 54)).await.expect("256 bytes of 256");
+    store
+        .put(&key("b"), uniform(0, 54))
+        .await
+        .expect("256 bytes of 256");
 }
