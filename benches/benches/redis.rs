@@ -114,7 +114,7 @@ async fn deployment(name: &str, redis: &Redis, rows: &mut Vec<String>) -> anyhow
         .limits(Limits::with_capacity(1 << 30));
     let store = RedisStore::open(config).await?;
     let cluster = store.is_cluster();
-    let mut plain: Box<dyn PlainConn> = if cluster {
+    let plain: Box<dyn PlainConn> = if cluster {
         let client = redis::cluster::ClusterClientBuilder::new(redis.urls.clone())
             .response_timeout(Duration::from_secs(30))
             .build()?;
@@ -147,17 +147,18 @@ async fn deployment(name: &str, redis: &Redis, rows: &mut Vec<String>) -> anyhow
 /// A plain connection of either kind, for the reference rounds.
 trait PlainConn {
     fn round<'a>(
-        &'a mut self,
+        &'a self,
         value: &'a Bytes,
     ) -> std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + 'a>>;
 }
 
-impl<C: redis::aio::ConnectionLike + Send> PlainConn for C {
+impl<C: redis::aio::ConnectionLike + Clone + Send> PlainConn for C {
     fn round<'a>(
-        &'a mut self,
+        &'a self,
         value: &'a Bytes,
     ) -> std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + 'a>> {
-        Box::pin(plain_round(self, value))
+        let mut conn = self.clone();
+        Box::pin(async move { plain_round(&mut conn, value).await })
     }
 }
 

@@ -24,7 +24,11 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Round `r`'s value: 1.5 MiB on even rounds (staged, chunked install), 4 KiB on odd ones.
 fn value(round: u64) -> Bytes {
-    let len = if round.is_multiple_of(2) { 3 << 19 } else { 4 << 10 };
+    let len = if round.is_multiple_of(2) {
+        3 << 19
+    } else {
+        4 << 10
+    };
     Bytes::from(vec![round as u8; len])
 }
 
