@@ -9,8 +9,8 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
-mod shm_fuzz;
 mod mutants;
+mod shm_fuzz;
 
 #[derive(Parser)]
 #[command(about = "GOS project automation")]

@@ -57,11 +57,7 @@ Once listening it prints one line, then runs until SIGINT or SIGTERM:
 /// read before the runtime is built; a config that does not load is reported by [`run`].
 pub(crate) fn runtime_workers(args: &ServeArgs) -> Option<usize> {
     let config = ClusterConfig::from_file(&args.config).ok()?;
-    config
-        .gateway?
-        .transport
-        .runtime_workers
-        .filter(|&n| n > 0)
+    config.gateway?.transport.runtime_workers.filter(|&n| n > 0)
 }
 
 pub(crate) async fn run(args: ServeArgs) -> Result<()> {

@@ -13,8 +13,8 @@ use common::*;
 use gos_conformance::{StoreFactory, SuiteConfig};
 use gos_gateway::{Gateway, RemoteStore};
 use gos_store::{
-    KeyPrefix, Limits, ObjectKey, ObjectMeta, ObjectStore, PutOptions, ReleaseOutcome, Reservation,
-    Result, StoreStats,
+    Clock, KeyPrefix, Limits, ObjectKey, ObjectMeta, ObjectStore, PutOptions, ReleaseOutcome,
+    Reservation, Result, StoreStats,
 };
 use gos_store_memory::MemoryStore;
 
@@ -23,6 +23,8 @@ use gos_store_memory::MemoryStore;
 struct ThroughGateway {
     remote: RemoteStore,
     _gateway: Arc<Gateway>,
+    /// The clock of the served store, which clients read leases with too.
+    clock: Arc<dyn Clock>,
 }
 
 #[async_trait]
@@ -78,12 +80,27 @@ struct Remote {
 }
 
 impl Remote {
-    async fn client(&self, gateway: &Arc<Gateway>) -> Result<Arc<ThroughGateway>> {
-        let remote = RemoteStore::connect(self.fed.client("client", gateway)).await?;
+    async fn client(
+        &self,
+        gateway: &Arc<Gateway>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<ThroughGateway>> {
+        let mut config = self.fed.client("client", gateway);
+        config.clock = Arc::clone(&clock);
+        let remote = RemoteStore::connect(config).await?;
         Ok(Arc::new(ThroughGateway {
             remote,
             _gateway: gateway.clone(),
+            clock,
         }))
+    }
+
+    async fn serve(&self, limits: Limits, clock: Arc<dyn Clock>) -> Result<Arc<ThroughGateway>> {
+        let store = Arc::new(MemoryStore::new(limits).with_clock(Arc::clone(&clock)));
+        let mut config = self.fed.gateway_config("server", &["client"]);
+        config.clock = Arc::clone(&clock);
+        let gateway = Arc::new(Gateway::start(config, store).await?);
+        self.client(&gateway, clock).await
     }
 }
 
@@ -92,14 +109,19 @@ impl StoreFactory for Remote {
     type Store = ThroughGateway;
 
     async fn create(&self, limits: Limits) -> Result<Arc<ThroughGateway>> {
-        let store = Arc::new(MemoryStore::new(limits));
-        let config = self.fed.gateway_config("server", &["client"]);
-        let gateway = Arc::new(Gateway::start(config, store).await?);
-        self.client(&gateway).await
+        self.serve(limits, gos_store::system_clock()).await
+    }
+
+    async fn create_with_clock(
+        &self,
+        limits: Limits,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Option<Arc<ThroughGateway>>> {
+        Ok(Some(self.serve(limits, clock).await?))
     }
 
     async fn reopen(&self, store: &Arc<ThroughGateway>) -> Result<Arc<ThroughGateway>> {
-        self.client(&store._gateway).await
+        self.client(&store._gateway, Arc::clone(&store.clock)).await
     }
 }
 
@@ -120,6 +142,10 @@ fn config() -> SuiteConfig {
 fn remote_store_conforms_over_loopback_quic() {
     gos_conformance::run(
         Remote { fed: Fed::new() },
-        config().handles(2).big_value_size(16 << 20),
+        config()
+            .handles(2)
+            .big_value_size(16 << 20)
+            .require_clock(true)
+            .race_rounds(40),
     );
 }

@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::Arc;
 
-use gos_conformance::{StoreFactory, SuiteConfig};
+use gos_conformance::{Clock, StoreFactory, SuiteConfig};
 use gos_store::{Limits, Result};
 use gos_store_redis::{RedisConfig, RedisStore};
 
@@ -15,17 +15,31 @@ struct Redis {
     base: RedisConfig,
 }
 
+impl Redis {
+    fn config(&self, limits: Limits) -> RedisConfig {
+        self.base
+            .clone()
+            .namespace(common::fresh_namespace())
+            .limits(limits)
+    }
+}
+
 #[async_trait::async_trait]
 impl StoreFactory for Redis {
     type Store = RedisStore;
 
     async fn create(&self, limits: Limits) -> Result<Arc<RedisStore>> {
-        let config = self
-            .base
-            .clone()
-            .namespace(common::fresh_namespace())
-            .limits(limits);
-        Ok(Arc::new(RedisStore::open(config).await?))
+        Ok(Arc::new(RedisStore::open(self.config(limits)).await?))
+    }
+
+    async fn create_with_clock(
+        &self,
+        limits: Limits,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Option<Arc<RedisStore>>> {
+        Ok(Some(Arc::new(
+            RedisStore::open_with_clock(self.config(limits), clock).await?,
+        )))
     }
 
     async fn reopen(&self, store: &Arc<RedisStore>) -> Result<Arc<RedisStore>> {
@@ -49,7 +63,8 @@ fn redis_store_conforms_on_a_standalone_server() {
         SuiteConfig::default()
             .cases(cases())
             .handles(2)
-            .big_value_size(16 << 20),
+            .big_value_size(16 << 20)
+            .require_clock(true),
     );
 }
 
@@ -65,6 +80,7 @@ fn redis_store_conforms_on_a_cluster_with_chunked_puts() {
         SuiteConfig::default()
             .cases(cases())
             .handles(2)
-            .big_value_size(256 << 10),
+            .big_value_size(256 << 10)
+            .require_clock(true),
     );
 }

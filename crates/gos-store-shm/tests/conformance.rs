@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use gos_conformance::{StoreFactory, SuiteConfig};
+use gos_conformance::{Clock, StoreFactory, SuiteConfig};
 use gos_store::{Limits, Result};
 use gos_store_shm::{ShmConfig, ShmStore};
 
@@ -17,6 +17,25 @@ impl StoreFactory for Shm {
     type Store = ShmStore;
 
     async fn create(&self, limits: Limits) -> Result<Arc<ShmStore>> {
+        Ok(Arc::new(create(limits)?))
+    }
+
+    async fn create_with_clock(
+        &self,
+        limits: Limits,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Option<Arc<ShmStore>>> {
+        Ok(Some(Arc::new(create(limits)?.with_clock(clock))))
+    }
+
+    async fn reopen(&self, store: &Arc<ShmStore>) -> Result<Arc<ShmStore>> {
+        // A reopened handle keeps the handle's clock (`reopen` copies it).
+        Ok(Arc::new(store.reopen()?))
+    }
+}
+
+fn create(limits: Limits) -> Result<ShmStore> {
+    {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let name = format!(
             "conformance-{}-{}",
@@ -30,23 +49,22 @@ impl StoreFactory for Shm {
         }
         let store = ShmStore::create(&name, config)?;
         ShmStore::remove(&name)?;
-        Ok(Arc::new(store))
-    }
-
-    async fn reopen(&self, store: &Arc<ShmStore>) -> Result<Arc<ShmStore>> {
-        Ok(Arc::new(store.reopen()?))
+        Ok(store)
     }
 }
 
 #[test]
 fn shm_store_conforms() {
-    gos_conformance::run(Shm, SuiteConfig::default());
+    gos_conformance::run(Shm, SuiteConfig::default().require_clock(true));
 }
 
 #[test]
 fn shm_store_conforms_through_several_handles() {
     gos_conformance::run(
         Shm,
-        SuiteConfig::default().handles(3).big_value_size(1 << 20),
+        SuiteConfig::default()
+            .handles(3)
+            .big_value_size(1 << 20)
+            .require_clock(true),
     );
 }
