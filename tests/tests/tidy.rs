@@ -18,6 +18,8 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("gos-store", &[][..]),
         ("gos-store-memory", &["gos-store"][..]),
         ("gos-store-shm", &["gos-store"][..]),
+        ("gos-store-redis", &["gos-store"][..]),
+        ("gos-netem", &[][..]),
         ("gos-conformance", &["gos-store"][..]),
         ("gos-topology", &["gos-store"][..]),
         ("gos-gateway", &["gos-store", "gos-topology"][..]),

@@ -724,8 +724,13 @@ impl ClusterConfig {
                 "bus.lease and bus.lease_ms both set: keep lease".into(),
             ));
         }
-        if self.bus.lease.is_some_and(|d| d.is_zero()) || self.bus.lease_ms == Some(0) {
+        if self.bus.lease.is_some_and(|d| d.is_zero()) {
             return Err(ConfigError::Invalid("bus.lease must be more than 0".into()));
+        }
+        if self.bus.lease_ms == Some(0) {
+            return Err(ConfigError::Invalid(
+                "bus.lease_ms must be at least 1".into(),
+            ));
         }
         if let Some(gateway) = &self.gateway {
             gateway.validate()?;

@@ -33,7 +33,12 @@ pub async fn create_race_has_one_winner<F: StoreFactory>(
     config: &SuiteConfig,
 ) -> TestResult {
     let stores = open_handles(&**factory, Limits::UNLIMITED, config.handles).await?;
-    let rounds = (config.race_rounds / 4).max(1);
+    // Every round's keys stay until the end: no more rounds than the entries the store
+    // accepts (an "unlimited" backend may still bound its entries, as shm does).
+    let entry_rounds = usize::try_from(stores[0].limits().max_entries / RACE_KEYS as u64)
+        .unwrap_or(usize::MAX)
+        .max(1);
+    let rounds = (config.race_rounds / 4).clamp(1, entry_rounds);
     let threads = contenders(config);
     let wins: Vec<AtomicUsize> = (0..rounds).map(|_| AtomicUsize::new(0)).collect();
     let winners: Vec<Vec<AtomicUsize>> = (0..rounds)
