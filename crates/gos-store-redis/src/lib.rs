@@ -40,7 +40,7 @@ pub mod testing;
 
 use std::fmt;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -82,10 +82,44 @@ struct Inner {
     ledger: String,
     /// Each bucket's tag, `{gos:<ns>:<b>}`.
     tags: Vec<String>,
-    /// Reservations dropped uncommitted whose refund has not run yet: (bucket, id).
+    /// Refunds of dropped reservations, shared by every handle of this process on the same
+    /// servers and namespace.
+    refunds: Arc<Refunds>,
+}
+
+/// The refunds of reservations dropped uncommitted that have not run yet.
+///
+/// `Drop` cannot await the network call, so it queues the refund here; every operation of
+/// every handle sharing this queue first runs the queued refunds (and waits for one in
+/// flight), so the next operation after a drop sees the charge freed.
+#[derive(Default)]
+struct Refunds {
+    /// (bucket, reservation id).
     pending: Mutex<Vec<(usize, String)>>,
     /// Held while refunds run, so that an operation never passes a refund still in flight.
     draining: tokio::sync::Mutex<()>,
+}
+
+/// The refund queue of each store (servers and namespace) opened by this process.
+static REFUNDS: Mutex<Vec<(String, Weak<Refunds>)>> = Mutex::new(Vec::new());
+
+/// The refund queue shared by the handles of this process on `config`'s store.
+fn shared_refunds(config: &RedisConfig) -> Arc<Refunds> {
+    let mut urls = config.urls.clone();
+    urls.sort();
+    let id = format!("{}\n{}", config.namespace, urls.join("\n"));
+    let mut all = REFUNDS.lock().unwrap_or_else(PoisonError::into_inner);
+    all.retain(|(_, w)| w.strong_count() > 0);
+    if let Some(r) = all
+        .iter()
+        .find(|(k, _)| *k == id)
+        .and_then(|(_, w)| w.upgrade())
+    {
+        return r;
+    }
+    let r = Arc::new(Refunds::default());
+    all.push((id, Arc::downgrade(&r)));
+    r
 }
 
 impl fmt::Debug for RedisStore {
@@ -165,8 +199,7 @@ impl RedisStore {
                 .collect(),
             clock,
             conn,
-            pending: Mutex::new(Vec::new()),
-            draining: tokio::sync::Mutex::new(()),
+            refunds: shared_refunds(&config),
             config,
         };
         let store = RedisStore {
@@ -507,25 +540,37 @@ impl RedisStore {
         }
     }
 
-    /// Runs the refunds of reservations dropped uncommitted.
+    /// Runs the refunds of reservations dropped uncommitted (queued by any handle sharing
+    /// this one's queue), waiting for one in flight; each is bounded by the response timeout.
+    /// A refund that fails stays queued, with those after it, and the error is returned.
     async fn drain_pending(&self) -> Result<()> {
-        let _gate = self.inner.draining.lock().await;
+        let refunds = &self.inner.refunds;
+        let _gate = refunds.draining.lock().await;
         let pending = std::mem::take(
-            &mut *self
-                .inner
+            &mut *refunds
                 .pending
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner),
         );
-        for (b, id) in pending {
-            self.bucket_script(&SCRIPTS.unreserve, b, &[id.as_bytes()])
-                .await?;
+        for (i, (b, id)) in pending.iter().enumerate() {
+            if let Err(e) = self
+                .bucket_script(&SCRIPTS.unreserve, *b, &[id.as_bytes()])
+                .await
+            {
+                let mut queue = refunds
+                    .pending
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                queue.splice(0..0, pending[i..].iter().cloned());
+                return Err(e);
+            }
         }
         Ok(())
     }
 
     fn queue_refund(&self, b: usize, id: String) {
         self.inner
+            .refunds
             .pending
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -610,6 +655,7 @@ impl ObjectStore for RedisStore {
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>> {
+        self.drain_pending().await?;
         let mut conn = self.inner.conn.clone();
         let raw: Option<Vec<u8>> = redis::cmd("GET")
             .arg(self.object_key(key))
@@ -627,6 +673,7 @@ impl ObjectStore for RedisStore {
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>> {
+        self.drain_pending().await?;
         let b = self.bucket(key);
         let reply = self
             .bucket_script(&SCRIPTS.head, b, &[key.as_str().as_bytes()])
@@ -643,10 +690,12 @@ impl ObjectStore for RedisStore {
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<bool> {
+        self.drain_pending().await?;
         Ok(self.delete_names(std::slice::from_ref(key)).await? == 1)
     }
 
     async fn release(&self, key: &ObjectKey) -> Result<ReleaseOutcome> {
+        self.drain_pending().await?;
         let b = self.bucket(key);
         let reply = self
             .bucket_script(&SCRIPTS.release, b, &[key.as_str().as_bytes()])
@@ -665,10 +714,12 @@ impl ObjectStore for RedisStore {
     }
 
     async fn keys_with_prefix(&self, prefix: &KeyPrefix) -> Result<Vec<ObjectKey>> {
+        self.drain_pending().await?;
         self.names_with_prefix(prefix.as_str()).await
     }
 
     async fn delete_prefix(&self, prefix: &KeyPrefix) -> Result<usize> {
+        self.drain_pending().await?;
         let args = [prefix.as_str().as_bytes()];
         let counts = self
             .each_bucket(|b| self.bucket_script(&SCRIPTS.delete_prefix, b, &args))
@@ -677,6 +728,7 @@ impl ObjectStore for RedisStore {
     }
 
     async fn delete_rounds_before(&self, fed_id: &str, round: u64) -> Result<usize> {
+        self.drain_pending().await?;
         let prefix = KeyPrefix::federation(fed_id)?;
         let doomed: Vec<ObjectKey> = self
             .names_with_prefix(prefix.as_str())

@@ -463,3 +463,26 @@ async fn a_staged_put_after_a_dropped_reservation_gets_its_quota() {
         .await
         .expect("256 bytes of 256");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_reservation_is_freed_for_the_next_operation_of_any_handle() {
+    // Found by the conformance state machine: a reservation dropped on one handle still
+    // showed as reserved in the stats of a reopened one.
+    let redis = common::standalone();
+    let a = redis.store(Limits::with_capacity(1 << 20)).await;
+    let b = a.reopen().await.expect("reopen");
+    let r = a
+        .reserve(&key("r/dropped"), 5, &PutOptions::new())
+        .await
+        .expect("reserve");
+    assert_eq!(b.stats().await.expect("stats").reserved, 5);
+    // Dropped off the runtime, so no spawned task refunds it: only the queue does.
+    std::thread::scope(|s| {
+        s.spawn(move || drop(r));
+    });
+    assert_eq!(
+        b.stats().await.expect("stats").reserved,
+        0,
+        "the next operation on another handle sees the refund"
+    );
+}
