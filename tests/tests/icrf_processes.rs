@@ -157,6 +157,7 @@ async fn child_cut(dir: &Path, parent: std::net::SocketAddr) -> Result<()> {
         key: ObjectKey::new("fed/node_1/round_9")?,
         options: WireOptions::from(&PutOptions::new().readers(1)),
         len: BIG as u64,
+        reservation: false,
     };
     send.write_all(&frame::encode(FrameKind::Request, &put)?)
         .await?;

@@ -150,6 +150,7 @@ mod tests {
             key: key(k),
             options: WireOptions::from(&PutOptions::new()),
             len: 1,
+            reservation: false,
         }
     }
 

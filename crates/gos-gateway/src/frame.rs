@@ -97,6 +97,11 @@ pub enum Request {
         options: WireOptions,
         /// The object's length in bytes.
         len: u64,
+        /// A `reserve` (the object comes at commit), not a put: the store's reservation rule
+        /// applies (the full length is charged; an overwritten value is freed only at
+        /// commit), so the gateway does not fall back to a buffer when only the old value's
+        /// space would make room.
+        reservation: bool,
     },
     /// Fetch an object; answered with [`Reply::Object`] and the object.
     Get {
@@ -386,6 +391,7 @@ mod tests {
                     .lease(Duration::from_millis(1500)),
             ),
             len,
+            reservation: false,
         }
     }
 

@@ -100,6 +100,7 @@ impl ObjectStore for RemoteStore {
             key: key.clone(),
             options: options.into(),
             len: value.len() as u64,
+            reservation: false,
         };
         match self.link.call(&request, Some(&value), retry).await? {
             (Reply::Done, _) => Ok(()),
@@ -180,6 +181,7 @@ impl ObjectStore for RemoteStore {
             key: key.clone(),
             options: options.into(),
             len: len as u64,
+            reservation: true,
         };
         let upload = self.link.open_upload(&request, len as u64).await?;
         Ok(Box::new(RemoteReservation {

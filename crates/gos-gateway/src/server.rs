@@ -522,8 +522,13 @@ async fn handle(
             cluster: inner.cluster.clone(),
         },
         Request::Limits => Reply::Limits(store.limits()),
-        Request::Put { key, options, len } => {
-            let admitted = admit(inner, peer, &key, &options.into(), len).await?;
+        Request::Put {
+            key,
+            options,
+            len,
+            reservation,
+        } => {
+            let admitted = admit(inner, peer, &key, &options.into(), len, !reservation).await?;
             io::write_frame(
                 send,
                 FrameKind::Response,
@@ -584,13 +589,15 @@ struct Admitted<'a> {
 
 /// Admits an object of `len` bytes under `key`: the wire limit, the identity's bytes in
 /// flight, then a reservation in the store (which charges its capacity). Nothing of the object
-/// is read yet.
+/// is read yet. `put` is true for a put (or a delivery's object), whose space rule counts the
+/// value it overwrites; false for a remote `reserve`, which is charged its full length.
 async fn admit<'a>(
     inner: &'a Inner,
     peer: &Arc<str>,
     key: &ObjectKey,
     options: &PutOptions,
     len: u64,
+    put: bool,
 ) -> Result<Admitted<'a>, Error> {
     let io = inner.config.timeouts.io;
     let max = inner.config.limits.max_object;
@@ -626,7 +633,8 @@ async fn admit<'a>(
         // and an overwrite frees the old value at commit. Answer as the put would; when the
         // old value's space makes it fit, fall back to a buffer in process memory (bounded by
         // the identity's bytes in flight) and let the put at commit check again.
-        Err(Error::StoreFull { available, .. }) => {
+        // A remote `reserve` answers as the store's reserve did.
+        Err(Error::StoreFull { available, .. }) if put => {
             let old = timed("store head", io, store.head(key))
                 .await
                 .map_err(wire)??;
@@ -643,6 +651,8 @@ async fn admit<'a>(
                     available: available.saturating_add(freed),
                 });
             }
+            // The buffer's `len` bytes are the ones `flight` charged to the identity's bytes
+            // in flight: held until the commit (or the failure) drops `Admitted`.
             Box::new(BufferedReservation::new(&**store, key, size, options))
         }
         Err(e) => return Err(e),
@@ -745,7 +755,7 @@ async fn deliver(
     let stored = match &delivery.object {
         Some(object) if readers > 0 => {
             let options = PutOptions::new().readers(readers).with_lease(object.lease);
-            let admitted = admit(inner, peer, &object.key, &options, object.len).await?;
+            let admitted = admit(inner, peer, &object.key, &options, object.len, true).await?;
             let io = inner.config.timeouts.io;
             io::write_frame(
                 send,

@@ -41,6 +41,7 @@ async fn anything_gets_through(
             key: ObjectKey::new("intruder").unwrap(),
             options: frame::WireOptions::from(&gos_store::PutOptions::new()),
             len: 0,
+            reservation: false,
         };
         send.write_all(&frame::encode(FrameKind::Request, &put).unwrap())
             .await

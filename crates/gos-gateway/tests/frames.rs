@@ -44,6 +44,7 @@ async fn bad_frames_are_answered_with_errors_and_others_are_still_served() {
         key: ObjectKey::new("evil/1").unwrap(),
         options: WireOptions::from(&PutOptions::new()),
         len,
+        reservation: false,
     };
     let valid = frame::encode(FrameKind::Request, &put(4)).unwrap();
 

@@ -27,6 +27,7 @@ fn put_request(key: &ObjectKey, len: u64) -> Request {
         key: key.clone(),
         options: WireOptions::from(&PutOptions::new()),
         len,
+        reservation: false,
     }
 }
 

@@ -232,6 +232,7 @@ async fn a_peer_cluster_acts_only_for_its_own_nodes() {
             key: north_key.clone(),
             options: WireOptions::from(&PutOptions::new().readers(7)),
             len: 0,
+            reservation: false,
         },
     )
     .unwrap();

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use gos_gateway::certs::FederationCa;
 use gos_gateway::{
     AllowList, ClientConfig, Congestion, Gateway, GatewayConfig, MAX_MTU_UPPER_BOUND, RemoteStore,
-    Timeouts, TlsSettings, TransportTuning,
+    Role, Timeouts, TlsSettings, TransportTuning,
 };
 use gos_netem::{PathConfig, ProxyConfig, UdpProxy};
 use gos_store::{ObjectKey, ObjectStore, ObjectStoreExt};
@@ -49,7 +49,10 @@ fn pattern(len: usize, seed: u8) -> Bytes {
 /// A gateway (cluster "east", a MemoryStore) with `tuning`.
 async fn gateway(ca: &FederationCa, tuning: TransportTuning) -> (Gateway, Arc<MemoryStore>) {
     let store = Arc::new(MemoryStore::unlimited());
-    let mut config = GatewayConfig::new(LOCALHOST.parse().unwrap(), tls(ca, "east", "west"));
+    let mut server_tls = tls(ca, "east", "west");
+    // The client stores under any key (`wan/...`): it needs a read-write role, not a peer's.
+    server_tls.allowed = AllowList::with_roles([("west", Role::ReadWrite)]);
+    let mut config = GatewayConfig::new(LOCALHOST.parse().unwrap(), server_tls);
     config.timeouts = timeouts();
     config.transport = tuning;
     let gateway = Gateway::start(config, store.clone() as Arc<dyn ObjectStore>)
