@@ -40,9 +40,26 @@ pub(crate) struct Link {
     /// Warm buffers for received objects.
     pool: Arc<BufferPool>,
     clock: Arc<dyn Clock>,
+    /// Reservations dropped uncommitted whose cancellation the gateway has not answered yet:
+    /// every request waits for them first, so that it sees their space freed.
+    aborts: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl Link {
+    /// Waits (each bounded by its own timeout) for the gateway to answer the cancellations of
+    /// dropped reservations, so that their space is free for what comes next.
+    async fn settle_aborts(&self) {
+        let pending: Vec<_> = self
+            .aborts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .drain(..)
+            .collect();
+        for task in pending {
+            task.await.ok();
+        }
+    }
+
     /// A link to the gateway `config` names, over `endpoint`; connects on first use.
     pub(crate) fn new(
         endpoint: Endpoint,
@@ -64,6 +81,7 @@ impl Link {
             conn: tokio::sync::Mutex::new(None),
             pool: Arc::new(BufferPool::new(config.pool_bytes)),
             clock: config.clock.clone(),
+            aborts: Arc::default(),
         })
     }
 
@@ -79,6 +97,7 @@ impl Link {
 
     /// The live connection, or a new one if there is none or it was closed.
     pub(crate) async fn connection(&self) -> Result<Connection, GatewayError> {
+        self.settle_aborts().await;
         let mut guard = timed(
             "waiting for the connection",
             self.timeouts.connect,
@@ -252,11 +271,12 @@ impl Link {
             match first {
                 Response::Ok(Reply::Admitted) => Ok(Upload {
                     send,
-                    recv,
+                    recv: Some(recv),
                     len,
                     limits: self.limits,
                     io,
                     done: false,
+                    aborts: Arc::clone(&self.aborts),
                 }),
                 Response::Ok(other) => Err(GatewayError::UnexpectedReply(format!("{other:?}"))),
                 Response::Err(e) => Err(GatewayError::Remote(e)),
@@ -312,11 +332,13 @@ impl Drop for Link {
 #[derive(Debug)]
 pub(crate) struct Upload {
     send: SendStream,
-    recv: RecvStream,
+    /// Taken by the cancellation task when dropped uncommitted.
+    recv: Option<RecvStream>,
     len: u64,
     limits: WireLimits,
     io: Duration,
     done: bool,
+    aborts: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl Upload {
@@ -330,7 +352,11 @@ impl Upload {
             .finish()
             .map_err(|e| GatewayError::Stream(e.to_string()))?;
         let max = self.limits.max_response_header;
-        match io::read_frame(&mut self.recv, FrameKind::Response, max, self.io * 2).await? {
+        let recv = self
+            .recv
+            .as_mut()
+            .ok_or_else(|| GatewayError::Stream("upload stream already closed".into()))?;
+        match io::read_frame(recv, FrameKind::Response, max, self.io * 2).await? {
             Response::Ok(Reply::Done) => Ok(()),
             Response::Ok(other) => Err(GatewayError::UnexpectedReply(format!("{other:?}"))),
             Response::Err(e) => Err(GatewayError::Remote(e)),
@@ -341,9 +367,32 @@ impl Upload {
 impl Drop for Upload {
     fn drop(&mut self) {
         if !self.done {
-            // Dropped uncommitted: the gateway drops its reservation.
+            // Dropped uncommitted: the gateway drops its reservation when it sees the reset,
+            // then ends its side of the stream. The link's next request waits for that end
+            // (bounded), so it sees the space freed.
             self.send.reset(VarInt::from_u32(code::CANCELLED)).ok();
-            self.recv.stop(VarInt::from_u32(code::CANCELLED)).ok();
+            if let Some(mut recv) = self.recv.take() {
+                let wait = self.io * 2;
+                match tokio::runtime::Handle::try_current() {
+                    Ok(handle) => {
+                        let task = handle.spawn(async move {
+                            let mut sink = [0u8; 4096];
+                            let drain =
+                                async { while let Ok(Some(_)) = recv.read(&mut sink).await {} };
+                            if tokio::time::timeout(wait, drain).await.is_err() {
+                                recv.stop(VarInt::from_u32(code::CANCELLED)).ok();
+                            }
+                        });
+                        self.aborts
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push(task);
+                    }
+                    Err(_) => {
+                        recv.stop(VarInt::from_u32(code::CANCELLED)).ok();
+                    }
+                }
+            }
         }
     }
 }
