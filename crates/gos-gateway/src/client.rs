@@ -45,6 +45,32 @@ pub(crate) struct Link {
     aborts: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
+/// The pending cancellations of every link of this process to the gateway at `addr`: a
+/// request on any of them waits for the reservations dropped on the others, so that no handle
+/// of this process sees space still held by a reservation another one dropped.
+type Aborts = Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>;
+type AbortRegistry = std::sync::Mutex<
+    std::collections::HashMap<
+        SocketAddr,
+        std::sync::Weak<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    >,
+>;
+
+fn shared_aborts(addr: SocketAddr) -> Aborts {
+    static REGISTRY: std::sync::OnceLock<AbortRegistry> = std::sync::OnceLock::new();
+    let mut registry = REGISTRY
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    registry.retain(|_, weak| weak.strong_count() > 0);
+    if let Some(aborts) = registry.get(&addr).and_then(std::sync::Weak::upgrade) {
+        return aborts;
+    }
+    let aborts: Aborts = Arc::default();
+    registry.insert(addr, Arc::downgrade(&aborts));
+    aborts
+}
+
 impl Link {
     /// Waits (each bounded by its own timeout) for the gateway to answer the cancellations of
     /// dropped reservations, so that their space is free for what comes next.
@@ -81,7 +107,7 @@ impl Link {
             conn: tokio::sync::Mutex::new(None),
             pool: Arc::new(BufferPool::new(config.pool_bytes)),
             clock: config.clock.clone(),
-            aborts: Arc::default(),
+            aborts: shared_aborts(config.addr),
         })
     }
 
