@@ -28,7 +28,7 @@ use crate::frame::{Reply, Request};
 /// ```no_run
 /// # async fn demo(config: gos_gateway::ClientConfig) -> Result<(), Box<dyn std::error::Error>> {
 /// use gos_gateway::RemoteStore;
-/// use gos_store::{ObjectKey, ObjectStore};
+/// use gos_store::{ObjectKey, ObjectStore, ObjectStoreExt};
 ///
 /// let store = RemoteStore::connect(config).await?;
 /// let key = ObjectKey::round("fed", "node_1", 1)?;
