@@ -37,11 +37,16 @@ def big_store(request, shm_name):
 
 
 def mapping_of(path):
-    """The address ranges where this process maps `path` (from /proc/self/maps)."""
+    """The address ranges where this process maps `path` (from /proc/self/maps), matched by
+    inode: a store created with O_TMPFILE is listed under its anonymous name."""
+    import os
+
+    inode = os.stat(path).st_ino
     ranges = []
     with open("/proc/self/maps") as f:
         for line in f:
-            if str(path) in line:
-                lo, hi = line.split()[0].split("-")
+            fields = line.split()
+            if len(fields) >= 5 and fields[4] == str(inode):
+                lo, hi = fields[0].split("-")
                 ranges.append((int(lo, 16), int(hi, 16)))
     return ranges

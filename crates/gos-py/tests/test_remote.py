@@ -55,6 +55,8 @@ ca = "certs/ca.pem"
 cert = "certs/py-cluster.pem"
 key = "certs/py-cluster.key"
 allow = ["py-client"]
+[gateway.roles]
+py-client = "admin"
 """
     )
     proc = subprocess.Popen(
