@@ -37,16 +37,16 @@ def big_store(request, shm_name):
 
 
 def mapping_of(path):
-    """The address ranges where this process maps `path` (from /proc/self/maps), matched by
-    inode: a store created with O_TMPFILE is listed under its anonymous name."""
+    """The address ranges where this process maps `path` (from /proc/self/maps). A store
+    created with O_TMPFILE is listed under its anonymous name in the same directory
+    (`<dir>/#<inode> (deleted)`), so that name counts too."""
     import os
 
-    inode = os.stat(path).st_ino
+    anonymous = os.path.join(os.path.dirname(str(path)), "#")
     ranges = []
     with open("/proc/self/maps") as f:
         for line in f:
-            fields = line.split()
-            if len(fields) >= 5 and fields[4] == str(inode):
-                lo, hi = fields[0].split("-")
+            if str(path) in line or anonymous in line:
+                lo, hi = line.split()[0].split("-")
                 ranges.append((int(lo, 16), int(hi, 16)))
     return ranges
