@@ -366,6 +366,8 @@ struct Tally {
     values_checked: u64,
     drains: u64,
     slowest_drain: Duration,
+    /// The most bytes reserved when a drain killed the clients (what it then saw freed).
+    most_reserved: u64,
 }
 
 /// The run. Fields drop in order: the processes before the directory and the store.
@@ -440,6 +442,8 @@ impl Soak {
         }
         self.clients.clear();
         let started = Instant::now();
+        let reserved = rt.block_on(self.store.stats())?.reserved;
+        self.tally.most_reserved = self.tally.most_reserved.max(reserved);
         loop {
             // A killed gateway's reservations are given back by the store's dead-handle
             // reclaim (its successor runs it at start; this is the same call).
@@ -621,7 +625,8 @@ fn clients_and_gateway_killed_and_stopped_at_random_leave_the_store_whole() -> R
         "gateway soak: seed {}, {:.0?}, {n_clients} client processes ({} started), {} client \
          SIGKILLs, {} client stops ({} past the idle timeout), {} gateway stops, {} gateway \
          SIGKILLs and restarts, {} invariant checks ({} values verified), {} operations; {} \
-         drains, every reservation of the killed clients freed within {:?} (bound {:?})",
+         drains (up to {} KiB reserved when the clients were killed), every reservation of \
+         the killed clients freed within {:?} (bound {:?})",
         soak.seed,
         started.elapsed(),
         soak.spawned,
@@ -634,6 +639,7 @@ fn clients_and_gateway_killed_and_stopped_at_random_leave_the_store_whole() -> R
         t.values_checked,
         soak.ops(),
         t.drains,
+        t.most_reserved >> 10,
         t.slowest_drain,
         reservation_bound(),
     );
