@@ -247,7 +247,7 @@ async fn client(dir: &Path, addr: SocketAddr, seed: u64) -> Result<()> {
             bail!("seed {seed}: {e}");
         }
         ops += 1;
-        if ops % 8 == 0 {
+        if ops.is_multiple_of(8) {
             std::fs::write(&ops_file, ops.to_string())?;
         }
     }
