@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 mod mutants;
 mod shm_fuzz;
+mod soak;
 
 #[derive(Parser)]
 #[command(about = "GOS project automation")]
@@ -26,12 +27,9 @@ enum Task {
     /// The tests alone, as the README runs them: the Rust tests, then the Python package's
     /// (pytest, in the virtual environment `target/py-venv` it creates).
     Test,
-    /// Long randomized runs: the conformance suite with many proptest cases, the shm stress.
-    Soak {
-        /// Proptest cases for the conformance state machine.
-        #[arg(long, default_value_t = 5_000)]
-        cases: u32,
-    },
+    /// Long randomized runs: the conformance suite with many proptest cases, the shm stress,
+    /// the gateway soak (client and gateway processes killed and stopped at random).
+    Soak(soak::Soak),
     /// Mutation testing of gos-store-memory against the conformance suite (cargo-mutants).
     Mutants(mutants::Mutants),
     /// Runs the cargo-fuzz targets under fuzz/ for a while each (`cargo install cargo-fuzz`).
@@ -78,19 +76,7 @@ fn main() -> Result<()> {
             println!("xtask ci: every gate passed");
         }
         Task::Test => test()?,
-        Task::Soak { cases } => {
-            let cases = cases.to_string();
-            cargo(
-                &[
-                    "test",
-                    "--workspace",
-                    "--release",
-                    "--",
-                    "--include-ignored",
-                ],
-                &[("GOS_CONFORMANCE_CASES", &cases), ("GOS_SOAK", "1")],
-            )?;
-        }
+        Task::Soak(soak) => soak::run(soak)?,
         Task::ShmFuzz { cases, seed } => shm_fuzz::run(cases, seed)?,
         Task::Mutants(m) => mutants::run(m, root()?)?,
         Task::Fuzz { seconds, sanitizer } => {
