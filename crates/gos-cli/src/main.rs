@@ -8,6 +8,7 @@ mod demo;
 mod exit;
 mod instrument;
 mod metrics;
+mod progress;
 mod relay;
 mod serve;
 mod store;
@@ -35,6 +36,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a simulated federation and print a summary table.
+    #[command(after_help = demo::DEMO_HELP)]
     Demo(demo::DemoArgs),
     /// Run a long-lived cluster: a shared-memory store and its gateway, from a config file.
     Serve(serve::ServeArgs),
