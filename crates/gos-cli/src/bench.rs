@@ -153,11 +153,12 @@ async fn run_all(args: &BenchArgs, bar: &ProgressBar) -> Result<Vec<Row>> {
         for &topology in &args.topologies {
             let mut bus = Vec::new();
             for &model in &args.models {
-                let what = format!("{store} store, {topology} topology, {} model", fmt_bytes(model));
+                let what = format!(
+                    "{store} store, {topology} topology, {} model",
+                    fmt_bytes(model)
+                );
                 bar.set_message(what.clone());
-                let row = one(args, store, topology, model, bar)
-                    .await
-                    .context(what)?;
+                let row = one(args, store, topology, model, bar).await.context(what)?;
                 print(format!(
                     "{:<7} {:<12} {:>10} {:>10.2}ms {:>10.2}ms {:>9} {:>11}",
                     row.store,
@@ -174,7 +175,10 @@ async fn run_all(args: &BenchArgs, bar: &ProgressBar) -> Result<Vec<Row>> {
             ensure!(
                 bus.windows(2).all(|w| w[0] == w[1]),
                 "bus bytes per round differ between model sizes: {}",
-                bus.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+                bus.iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
     }

@@ -470,14 +470,20 @@ mod backoff_tests {
             .expect("a max_attempts row in docs/icrf.md");
         let ms = |attempt| backoff(attempt).as_millis();
         let cap = backoff(u32::MAX);
-        assert!(cap >= backoff(6) && backoff(7) == cap, "the backoff is capped");
+        assert!(
+            cap >= backoff(6) && backoff(7) == cap,
+            "the backoff is capped"
+        );
         let want = format!(
             "{} ms before the second try, {} ms before the third, doubling each time up to {:.1} s",
             ms(1),
             ms(2),
             cap.as_secs_f64()
         );
-        assert!(row.contains(&want), "docs/icrf.md says: {row}\nthe code: {want}");
+        assert!(
+            row.contains(&want),
+            "docs/icrf.md says: {row}\nthe code: {want}"
+        );
         assert_eq!(ms(2), 2 * ms(1));
     }
 }
