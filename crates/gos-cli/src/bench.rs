@@ -129,7 +129,12 @@ fn build(args: &BenchArgs, topology: TopologyArg) -> Result<Topology> {
         TopologyArg::Star => Topology::star(args.nodes, gos::NodeId(0))?,
         TopologyArg::Full => Topology::full(args.nodes)?,
         TopologyArg::KConnected => Topology::k_connected(args.nodes, args.k, args.seed)
-            .with_context(|| format!("--k {} --seed {}", args.k, args.seed))?,
+            .with_context(|| {
+                format!(
+                    "the k-connected topology (--k {}, --seed {})",
+                    args.k, args.seed
+                )
+            })?,
     })
 }
 

@@ -53,7 +53,9 @@ pub(crate) fn create_shm(
         fmt_size(arena)
     ));
     let created = ShmStore::create(name, config);
-    progress.set_message(before);
+    if !before.is_empty() {
+        progress.set_message(before);
+    }
     created.context("creating the shared-memory store")
 }
 

@@ -132,18 +132,25 @@ fn demo_json_is_one_document_in_every_layout() {
 
 /// `gos args...` run on a pseudo-terminal (util-linux `script`): what the terminal showed.
 fn on_a_terminal(args: &[&str]) -> String {
+    on_a_terminal_with(args, None)
+}
+
+/// [`on_a_terminal`], with `NO_COLOR` set to `no_color` (removed when `None`).
+fn on_a_terminal_with(args: &[&str], no_color: Option<&str>) -> String {
     let line = std::iter::once(env!("CARGO_BIN_EXE_gos"))
         .chain(args.iter().copied())
         .map(|a| format!("'{a}'"))
         .collect::<Vec<_>>()
         .join(" ");
-    let out = run_cmd(
-        Command::new("script")
-            .args(["-qec", &line, "/dev/null"])
-            .env_remove("RUST_LOG")
-            .stdin(std::process::Stdio::null()),
-        LONG,
-    );
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &line, "/dev/null"])
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
+        .stdin(std::process::Stdio::null());
+    if let Some(value) = no_color {
+        cmd.env("NO_COLOR", value);
+    }
+    let out = run_cmd(&mut cmd, LONG);
     let shown = out.stdout();
     assert!(
         out.status.success(),
@@ -155,8 +162,7 @@ fn on_a_terminal(args: &[&str]) -> String {
 
 #[test]
 fn progress_is_drawn_on_a_terminal_only_and_not_when_quiet_or_json() {
-    if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("util-linux `script` is missing: the terminal half is not checked");
+    if !have_script() {
         return;
     }
     let bench = [
@@ -204,6 +210,44 @@ fn progress_is_drawn_on_a_terminal_only_and_not_when_quiet_or_json() {
     assert!(out.stderr.is_empty(), "{}", out.stderr);
 }
 
+fn have_script() -> bool {
+    let found = Command::new("script").arg("--version").output().is_ok();
+    if !found {
+        eprintln!("util-linux `script` is missing: the terminal half is not checked");
+    }
+    found
+}
+
+#[test]
+fn logs_are_coloured_on_a_terminal_only_without_no_color() {
+    if !have_script() {
+        return;
+    }
+    let shm = ShmName::new("colour");
+    gos::shm::ShmStore::create(
+        &shm.0,
+        gos::shm::ShmConfig::new(gos::Limits::with_capacity(1 << 20)),
+    )
+    .unwrap();
+    let put = [
+        "-vv", "store", "--shm", &shm.0, "put", "fed/c", "--value", "v",
+    ];
+    let coloured = on_a_terminal(&put);
+    assert!(coloured.contains("store request"), "{coloured}");
+    assert!(
+        coloured.contains("\u{1b}["),
+        "no colour on a terminal: {coloured:?}"
+    );
+    for no_color in ["1", "true"] {
+        let plain = on_a_terminal_with(&put, Some(no_color));
+        assert!(plain.contains("store request"), "{plain}");
+        assert!(
+            !plain.contains('\u{1b}'),
+            "colour with NO_COLOR={no_color}: {plain:?}"
+        );
+    }
+}
+
 #[test]
 fn bench_help_offers_what_it_accepts_and_says_what_the_nodes_are() {
     let help = run(&["bench", "--help"], SHORT).ok();
@@ -230,7 +274,10 @@ fn bench_help_offers_what_it_accepts_and_says_what_the_nodes_are() {
         SHORT,
     )
     .one_line_error();
-    assert!(line.contains("--k 9"), "{line}");
+    assert!(
+        line.contains("k-connected topology (--k 9, --seed 1)"),
+        "{line}"
+    );
     // The demo's table names the topology as the flag does.
     let out = run(
         &[
@@ -363,9 +410,10 @@ fn a_served_gateway_logs_one_span_per_request_in_plain_text() {
     }
     // The store's own line of the put carries the request's span.
     assert!(
-        stderr.lines().any(
-            |l| l.contains("gateway request{peer=client op=put") && l.contains("store request")
-        ),
+        stderr
+            .lines()
+            .any(|l| l.contains("gateway request{peer=client op=put")
+                && l.contains("store request op=put target=e2e/node_0/round_1 bytes=12345")),
         "{stderr}"
     );
 }
