@@ -409,16 +409,24 @@ async fn drive(
     nodes: Vec<FederatedNode>,
     meter: &dyn gos::Meter,
 ) -> Result<Vec<RoundTiming>> {
+    // Drawn from now: allocating every node's model takes seconds for large ones.
+    let mut progress = Progress {
+        bar: progress_bar(args),
+        rounds: args.rounds,
+    };
     let nodes = nodes
         .into_iter()
         .map(|node| {
             let model = DemoModel::new(node.id(), args.model_bytes())?;
             Ok((node, Box::new(model) as Box<dyn RoundModel>))
         })
-        .collect::<Result<Vec<_>>>()?;
-    let mut progress = Progress {
-        bar: progress_bar(args),
-        rounds: args.rounds,
+        .collect::<Result<Vec<_>>>();
+    let nodes = match nodes {
+        Ok(nodes) => nodes,
+        Err(e) => {
+            progress.bar.finish_and_clear();
+            return Err(e);
+        }
     };
     let rows = gos::run_rounds(
         nodes,

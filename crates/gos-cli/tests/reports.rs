@@ -10,7 +10,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{SHORT, ShmName, gos, make_certs, pattern, run, run_cmd, serve, write_config};
+use common::{SHORT, ShmName, make_certs, pattern, run, run_cmd, serve, write_config};
 use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(90);
@@ -278,6 +278,7 @@ fn bench_help_offers_what_it_accepts_and_says_what_the_nodes_are() {
         line.contains("k-connected topology (--k 9, --seed 1)"),
         "{line}"
     );
+    assert_no_debug(&line);
     // The demo's table names the topology as the flag does.
     let out = run(
         &[
@@ -319,39 +320,24 @@ fn assert_no_debug(text: &str) {
 fn error_lines_carry_no_debug_formatting() {
     let line = run(
         &[
-            "bench",
+            "demo",
             "--nodes",
             "4",
-            "--topologies",
+            "--topology",
             "k-connected",
             "--k",
             "5",
-            "--stores",
-            "shm",
+            "--quiet",
         ],
         SHORT,
     )
     .one_line_error();
+    assert!(line.contains("5-regular"), "{line}");
     assert_no_debug(&line);
     let dir = tempfile::tempdir().unwrap();
     let certs = dir.path().join("certs");
     make_certs(&certs, &["client"]);
-    let line = run(
-        &[
-            "store",
-            "--remote",
-            "127.0.0.1:9",
-            "--cluster",
-            "nobody",
-            "--certs",
-            certs.to_str().unwrap(),
-            "--timeout",
-            "250ms",
-            "stats",
-        ],
-        SHORT,
-    )
-    .one_line_error();
+    let line = common::unreachable_gateway(&certs, "250ms").one_line_error();
     assert!(line.contains("timed out after 250ms"), "{line}");
     assert_no_debug(&line);
 }
@@ -365,18 +351,7 @@ fn a_served_gateway_logs_one_span_per_request_in_plain_text() {
     let shm = ShmName::new("span");
     let config = write_config(d, "cluster-s", &shm, &["client"]);
     let served = serve(&config, &["-vv"]);
-    let remote = |args: &[&str]| {
-        run_cmd(
-            gos()
-                .env("GOS_REMOTE", served.addr.to_string())
-                .env("GOS_CLUSTER", "cluster-s")
-                .env("GOS_CERTS", &certs)
-                .env("GOS_AS", "client")
-                .arg("store")
-                .args(args),
-            SHORT,
-        )
-    };
+    let remote = |args: &[&str]| common::remote(&served, "cluster-s", &certs, "client", args);
     let file = d.join("value.bin");
     std::fs::write(&file, pattern(12_345, 9)).unwrap();
     remote(&[
