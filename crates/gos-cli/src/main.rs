@@ -63,8 +63,9 @@ const EXIT_HELP: &str = "\
 Exit codes: 0 success; 1 error (one line on stderr starting `error:`); 2 usage error (a bad
 flag or value; one line); 3 not found (a key, or a shared-memory store by name).
 
-Logs go to stderr: -v for info, -vv for debug (one line per store request), RUST_LOG to
-choose; colour only on a terminal and never with NO_COLOR set.";
+Logs go to stderr: -v for info, -vv for debug (one line per store request; `gos serve` adds
+a span per gateway request: peer, op, key, bytes, duration), RUST_LOG to choose; colour only
+on a terminal and never with NO_COLOR set. Progress bars: stderr, on a terminal only.";
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

@@ -364,6 +364,12 @@ fn a_served_gateway_logs_one_span_per_request_in_plain_text() {
     remote(&["get", "e2e/node_0/round_1", "--out", "-"]).ok();
     let (status, _, stderr) = served.stop();
     assert!(status.success(), "{stderr}");
+    assert!(
+        run(&["--help"], SHORT)
+            .ok()
+            .contains("a span per gateway request"),
+        "gos --help says what -vv logs"
+    );
     assert!(!stderr.contains('\u{1b}'), "colour in a pipe: {stderr:?}");
     assert_no_debug(&stderr);
     let done = |op: &str| {
