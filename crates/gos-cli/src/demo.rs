@@ -10,7 +10,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use async_trait::async_trait;
@@ -20,7 +19,7 @@ use gos::{
     NodeId, NodeRound, ObjectStore, ObjectStoreExt, Received, RoundModel, RoundObserver,
     RoundTiming, Topology, Traffic,
 };
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 
 /// The federation id every demo key starts with.
@@ -59,13 +58,35 @@ pub(crate) struct DemoArgs {
     /// No progress bar.
     #[arg(long)]
     pub(crate) quiet: bool,
+    /// Print one JSON document at the end instead of the summary table (and no progress bar).
+    #[arg(long)]
+    #[serde(default)]
+    pub(crate) json: bool,
 }
+
+/// The end of `gos demo --help`.
+pub(crate) const DEMO_HELP: &str = "\
+Progress (a bar of node-rounds; a spinner while a shared-memory store is created) goes to
+stderr, on a terminal only, and never with --quiet or --json.
+With --json, stdout is one JSON document, written at the end:
+  {\"topology\":\"ring\",\"nodes\":8,\"rounds\":5,\"model_bytes\":33554432,\"store\":\"memory\",
+   \"clusters\":1,\"delete\":\"last-reader\",\"layout\":\"...\",\"per_round\":[{\"round\":1,
+   \"time_ms\":150.2,\"bus_messages\":16,\"bus_bytes\":1504,\"put_bytes\":...,\"read_bytes\":...,
+   \"gateway_bytes\":0,\"spread\":2.5}, ...],\"total\":{...the same sums...},
+   \"initial_spread\":7.0,\"final_spread\":0.6,\"peak_memory\":\"...\",\"keys_left\":[]}";
 
 pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     s.parse::<ByteSize>().map(|b| b.0)
 }
 
-/// A topology of the demo.
+/// The name a value of a `clap::ValueEnum` has on the command line (`k-connected`).
+pub(crate) fn value_name(value: &impl clap::ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .map_or_else(String::new, |v| v.get_name().to_owned())
+}
+
+/// A topology of `gos demo` and `gos bench`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 pub(crate) enum TopologyArg {
     /// Each node sends to its two ring neighbours.
@@ -78,12 +99,24 @@ pub(crate) enum TopologyArg {
     KConnected,
 }
 
-/// A store of the demo.
+impl std::fmt::Display for TopologyArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&value_name(self))
+    }
+}
+
+impl std::fmt::Display for StoreArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&value_name(self))
+    }
+}
+
+/// A store of `gos demo` and `gos bench` (what the nodes are: each command's --store(s) help).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 pub(crate) enum StoreArg {
-    /// In-process memory store; nodes are tasks.
+    /// An in-process memory store.
     Memory,
-    /// Shared-memory store; nodes are OS processes.
+    /// One shared-memory store on this host.
     Shm,
 }
 
@@ -293,19 +326,12 @@ impl RoundObserver for Progress {
 }
 
 pub(crate) fn progress_bar(args: &DemoArgs) -> ProgressBar {
-    if args.quiet {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(args.rounds * args.nodes as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} round {msg} [{bar:40}] {pos}/{len} node-rounds ({elapsed})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
+    let bar = crate::progress::bar(
+        crate::progress::shown(args.quiet, args.json),
+        args.rounds * args.nodes as u64,
+        "{spinner} round {msg} [{bar:40}] {pos}/{len} node-rounds ({elapsed})",
     );
     bar.set_message("1");
-    bar.enable_steady_tick(Duration::from_millis(120));
     bar
 }
 
@@ -349,7 +375,11 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
         }
     })
     .await?;
-    print_summary(&args, &summary);
+    if args.json {
+        println!("{}", summary_json(&args, &summary));
+    } else {
+        print_summary(&args, &summary);
+    }
     Ok(())
 }
 
@@ -379,16 +409,24 @@ async fn drive(
     nodes: Vec<FederatedNode>,
     meter: &dyn gos::Meter,
 ) -> Result<Vec<RoundTiming>> {
+    // Drawn from now: allocating every node's model takes seconds for large ones.
+    let mut progress = Progress {
+        bar: progress_bar(args),
+        rounds: args.rounds,
+    };
     let nodes = nodes
         .into_iter()
         .map(|node| {
             let model = DemoModel::new(node.id(), args.model_bytes())?;
             Ok((node, Box::new(model) as Box<dyn RoundModel>))
         })
-        .collect::<Result<Vec<_>>>()?;
-    let mut progress = Progress {
-        bar: progress_bar(args),
-        rounds: args.rounds,
+        .collect::<Result<Vec<_>>>();
+    let nodes = match nodes {
+        Ok(nodes) => nodes,
+        Err(e) => {
+            progress.bar.finish_and_clear();
+            return Err(e);
+        }
     };
     let rows = gos::run_rounds(
         nodes,
@@ -521,11 +559,67 @@ pub(crate) fn fmt_bytes(b: u64) -> String {
     format!("{b} B")
 }
 
+/// The summary as the JSON document of `--json` (its shape is in `gos demo --help`).
+fn summary_json(args: &DemoArgs, s: &Summary) -> serde_json::Value {
+    use serde_json::json;
+    let figures = |r: &RoundTiming| {
+        json!({
+            "time_ms": r.time.as_secs_f64() * 1e3,
+            "bus_messages": r.bus_messages,
+            "bus_bytes": r.bus_bytes,
+            "put_bytes": r.put_bytes,
+            "read_bytes": r.read_bytes,
+            "gateway_bytes": r.gateway_bytes,
+        })
+    };
+    let per_round: Vec<serde_json::Value> = s
+        .rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut row = figures(r);
+            row["round"] = json!(i + 1);
+            row["spread"] = json!(r.spread);
+            row
+        })
+        .collect();
+    json!({
+        "topology": args.topology.to_string(),
+        "nodes": args.nodes,
+        "rounds": args.rounds,
+        "model_bytes": args.model_bytes(),
+        "store": args.store.to_string(),
+        "clusters": args.clusters,
+        "delete": value_name(&args.delete),
+        "layout": s.layout,
+        "per_round": per_round,
+        "total": figures(&total(&s.rows)),
+        "initial_spread": s.initial_spread,
+        "final_spread": s.rows.last().map_or(s.initial_spread, |r| r.spread),
+        "peak_memory": s.peak_memory,
+        "keys_left": s.left_keys.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    })
+}
+
+/// The sums of every round's figures (its spread is not a sum: left at 0).
+fn total(rows: &[RoundTiming]) -> RoundTiming {
+    let mut total = RoundTiming::default();
+    for r in rows {
+        total.time += r.time;
+        total.bus_messages += r.bus_messages;
+        total.bus_bytes += r.bus_bytes;
+        total.put_bytes += r.put_bytes;
+        total.read_bytes += r.read_bytes;
+        total.gateway_bytes += r.gateway_bytes;
+    }
+    total
+}
+
 fn print_summary(args: &DemoArgs, s: &Summary) {
     println!();
     println!(
         "GOS demo: {} topology, {} rounds, {} model per node; {}",
-        format!("{:?}", args.topology).to_lowercase(),
+        args.topology,
         args.rounds,
         fmt_bytes(args.model_bytes() as u64),
         s.layout
@@ -540,7 +634,6 @@ fn print_summary(args: &DemoArgs, s: &Summary) {
         print!(" {:>12}", "via gateway");
     }
     println!(" {:>10}", "spread");
-    let mut total = RoundTiming::default();
     for (i, r) in s.rows.iter().enumerate() {
         print!(
             "{:>5} {:>8.1}ms {:>9} {:>10} {:>12} {:>12}",
@@ -555,13 +648,8 @@ fn print_summary(args: &DemoArgs, s: &Summary) {
             print!(" {:>12}", fmt_bytes(r.gateway_bytes));
         }
         println!(" {:>10.4}", r.spread);
-        total.time += r.time;
-        total.bus_messages += r.bus_messages;
-        total.bus_bytes += r.bus_bytes;
-        total.put_bytes += r.put_bytes;
-        total.read_bytes += r.read_bytes;
-        total.gateway_bytes += r.gateway_bytes;
     }
+    let total = total(&s.rows);
     print!(
         "{:>5} {:>8.1}ms {:>9} {:>10} {:>12} {:>12}",
         "all",

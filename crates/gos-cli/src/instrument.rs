@@ -53,7 +53,7 @@ impl Instrumented {
         match error {
             None => {
                 tracing::debug!(
-                    op,
+                    op = %op,
                     target = %target,
                     bytes,
                     ms = millis(elapsed),
@@ -65,7 +65,7 @@ impl Instrumented {
             }
             Some(e) => {
                 tracing::debug!(
-                    op,
+                    op = %op,
                     target = %target,
                     ms = millis(elapsed),
                     error = %e,
@@ -207,7 +207,7 @@ impl ObjectStore for Instrumented {
         let started = Instant::now();
         match self.inner.reserve(key, len, options).await {
             Ok(inner) => {
-                tracing::debug!(op = "reserve", target = %key, bytes = len, "store reservation");
+                tracing::debug!(op = %"reserve", target = %key, bytes = len, "store reservation");
                 if let Some(m) = &self.metrics {
                     m.reservations.inc();
                 }

@@ -8,6 +8,7 @@ mod demo;
 mod exit;
 mod instrument;
 mod metrics;
+mod progress;
 mod relay;
 mod serve;
 mod store;
@@ -35,6 +36,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a simulated federation and print a summary table.
+    #[command(after_help = demo::DEMO_HELP)]
     Demo(demo::DemoArgs),
     /// Run a long-lived cluster: a shared-memory store and its gateway, from a config file.
     Serve(serve::ServeArgs),
@@ -61,8 +63,9 @@ const EXIT_HELP: &str = "\
 Exit codes: 0 success; 1 error (one line on stderr starting `error:`); 2 usage error (a bad
 flag or value; one line); 3 not found (a key, or a shared-memory store by name).
 
-Logs go to stderr: -v for info, -vv for debug (one line per store request), RUST_LOG to
-choose; colour only on a terminal and never with NO_COLOR set.";
+Logs go to stderr: -v for info, -vv for debug (one line per store request; `gos serve` adds
+a span per gateway request: peer, op, key, bytes, duration), RUST_LOG to choose; colour only
+on a terminal and never with NO_COLOR set. Progress bars: stderr, on a terminal only.";
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

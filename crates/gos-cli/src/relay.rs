@@ -134,9 +134,18 @@ impl Drop for RemoveOnDrop {
 pub(crate) async fn run_shm(args: &DemoArgs) -> Result<Summary> {
     let topology = args.build_topology()?;
     let name = format!("demo-{}", std::process::id());
-    let _ = ShmStore::remove(&name);
-    let config = ShmConfig::new(args.store_limits()).max_processes(args.nodes as u32 + 8);
-    let store = ShmStore::create(&name, config).context("creating the shared-memory store")?;
+    let limits = args.store_limits();
+    let config = ShmConfig::new(limits).max_processes(args.nodes as u32 + 8);
+    // The arena is twice the capacity (the default): seconds to fault in for a large model.
+    let spinner = crate::progress::spinner(crate::progress::shown(args.quiet, args.json));
+    let created = crate::progress::create_shm(
+        &name,
+        config,
+        limits.capacity_bytes.saturating_mul(2),
+        &spinner,
+    );
+    spinner.finish_and_clear();
+    let store = created?;
     let _cleanup = RemoveOnDrop(name.clone());
     let manager = TopologyManager::new(topology, ManagerConfig::default());
     let exe = std::env::current_exe().context("finding the gos executable")?;

@@ -1,7 +1,7 @@
 //! `gos serve`: a long-running cluster. Opens (or creates) the store a TOML config describes
 //! and serves it through the cluster's QUIC gateway until SIGINT or SIGTERM.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -98,7 +98,8 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
 
     // Before the listening line: a signal sent as soon as it is read must stop us cleanly.
     let mut signals = Signals::install()?;
-    let (store, store_desc, created) = open_store(&config).await?;
+    let (store, store_desc, created) =
+        open_store(&config, crate::progress::shown(false, args.json)).await?;
     // Leave no store behind that this failed run made.
     let cleanup = |store: Arc<dyn ObjectStore>| {
         if let (true, Some(name)) = (created, config.store.name.as_deref()) {
@@ -247,26 +248,28 @@ fn config_dir(path: &Path) -> PathBuf {
 /// Opens the configured store (the facade's `open_store`: a shared-memory store is opened if
 /// it exists, created otherwise); returns it, a description for the listening line (`shm
 /// <name>` or `memory (in-process)`) and whether this call created it. Creating a large shm
-/// store takes seconds (its arena is allocated and faulted in): on a terminal a spinner says
-/// so meanwhile.
-async fn open_store(config: &ClusterConfig) -> Result<(Arc<dyn ObjectStore>, String, bool)> {
+/// store takes seconds (its arena is allocated and faulted in): a spinner says so meanwhile
+/// when `show` (stderr a terminal, no `--json`).
+async fn open_store(
+    config: &ClusterConfig,
+    show: bool,
+) -> Result<(Arc<dyn ObjectStore>, String, bool)> {
     let desc = match (config.store.backend, config.store.name.as_deref()) {
         (Backend::Shm, Some(name)) => format!("shm {name}"),
         _ => "memory (in-process)".to_owned(),
     };
-    let spinner =
-        (config.store.backend == Backend::Shm && std::io::stderr().is_terminal()).then(|| {
-            let capacity = config.store.capacity.0;
-            let arena = config
-                .store
-                .arena
-                .map_or(capacity.saturating_mul(2), |a| a.0);
-            crate::store::spinner(format!(
-                "opening or creating {desc} (capacity {}, arena about {})",
-                fmt_size(capacity),
-                fmt_size(arena)
-            ))
-        });
+    let spinner = (config.store.backend == Backend::Shm && show).then(|| {
+        let capacity = config.store.capacity.0;
+        let arena = config
+            .store
+            .arena
+            .map_or(capacity.saturating_mul(2), |a| a.0);
+        crate::progress::spinner(true).with_message(format!(
+            "opening or creating {desc} (capacity {}, arena about {})",
+            fmt_size(capacity),
+            fmt_size(arena)
+        ))
+    });
     let owned = config.clone();
     let opened = tokio::task::spawn_blocking(move || gos::open_store(&owned))
         .await

@@ -634,13 +634,6 @@ fn remove_shm(name: &str, force: bool, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// A spinner on stderr for a slow step (the caller shows it only on a terminal).
-pub(crate) fn spinner(message: String) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new_spinner().with_message(message);
-    bar.enable_steady_tick(Duration::from_millis(120));
-    bar
-}
-
 /// True when `e` says the shm store does not exist.
 fn is_missing_store(e: &gos::StoreError) -> bool {
     matches!(e, gos::StoreError::Backend { source, .. }

@@ -23,8 +23,8 @@ fn example_configs_are_valid() {
     }
 }
 
-/// Every `gos store` subcommand and `gos serve` flag that `--help` offers is in
-/// getting-started, and both state the same exit codes.
+/// Every `gos store` subcommand, `gos serve` flag and `gos demo` / `gos bench` flag that
+/// `--help` offers is in getting-started, and both state the same exit codes.
 #[test]
 fn getting_started_covers_what_the_help_offers() {
     let guide = std::fs::read_to_string(
@@ -63,6 +63,26 @@ fn getting_started_covers_what_the_help_offers() {
             guide.contains(flag),
             "getting-started does not mention {flag}"
         );
+    }
+    // Every flag of `gos demo` and `gos bench` is in getting-started.
+    for command in ["demo", "bench"] {
+        let text = help(&[command, "--help"]);
+        let flags: Vec<&str> = text
+            .split_once("Options:")
+            .unwrap()
+            .1
+            .lines()
+            .filter_map(|l| l.trim_start().strip_prefix("--"))
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|f| !["help", "version"].contains(f))
+            .collect();
+        assert!(flags.len() >= 8, "gos {command}: {flags:?}");
+        for flag in flags {
+            assert!(
+                guide.contains(&format!("`--{flag}")) || guide.contains(&format!(" --{flag} ")),
+                "getting-started does not mention `gos {command} --{flag}`"
+            );
+        }
     }
     let top = help(&["--help"]);
     for (code, meaning) in [

@@ -150,21 +150,7 @@ fn bad_store_requests_are_one_line() {
     // A gateway nobody listens on: a bounded timeout, one line.
     let certs = dir.path().join("certs");
     make_certs(&certs, &["client"]);
-    let out = run(
-        &[
-            "store",
-            "--remote",
-            "127.0.0.1:9",
-            "--cluster",
-            "nobody",
-            "--certs",
-            certs.to_str().unwrap(),
-            "--timeout",
-            "0.5",
-            "stats",
-        ],
-        SHORT,
-    );
+    let out = common::unreachable_gateway(&certs, "0.5");
     let line = out.one_line_error();
     assert!(line.contains("timed out"), "{line}");
     // The message says how long it took in all, not only one attempt's timeout (issue 14:

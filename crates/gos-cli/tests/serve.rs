@@ -8,27 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{SHORT, Served, ShmName, make_certs, pattern, run, serve, write_config};
-
-/// `gos store --remote <addr> --cluster <cluster> --certs <certs> --as <me> <cmd...>`.
-fn remote(served: &Served, cluster: &str, certs: &Path, me: &str, cmd: &[&str]) -> common::Output {
-    let addr = served.addr.to_string();
-    let mut args = vec![
-        "store",
-        "--remote",
-        &addr,
-        "--cluster",
-        cluster,
-        "--certs",
-        certs.to_str().unwrap(),
-        "--as",
-        me,
-        "--timeout",
-        "5",
-    ];
-    args.extend_from_slice(cmd);
-    run(&args, SHORT)
-}
+use common::{SHORT, Served, ShmName, make_certs, pattern, remote, run, serve, write_config};
 
 fn shm(name: &ShmName, cmd: &[&str]) -> common::Output {
     let mut args = vec!["store", "--shm", &name.0];

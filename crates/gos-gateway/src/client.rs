@@ -456,3 +456,38 @@ async fn send_request(
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(50u64 << attempt.min(6))
 }
+
+#[cfg(test)]
+mod backoff_tests {
+    use super::backoff;
+
+    /// docs/icrf.md states the waits between tries; they are these constants.
+    #[test]
+    fn the_backoff_is_what_the_icrf_page_says() {
+        let page = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/icrf.md"),
+        )
+        .expect("docs/icrf.md");
+        let row = page
+            .lines()
+            .find(|l| l.starts_with("| `max_attempts`"))
+            .expect("a max_attempts row in docs/icrf.md");
+        let ms = |attempt| backoff(attempt).as_millis();
+        let cap = backoff(u32::MAX);
+        assert!(
+            cap >= backoff(6) && backoff(7) == cap,
+            "the backoff is capped"
+        );
+        let want = format!(
+            "{} ms before the second try, {} ms before the third, doubling each time up to {:.1} s",
+            ms(1),
+            ms(2),
+            cap.as_secs_f64()
+        );
+        assert!(
+            row.contains(&want),
+            "docs/icrf.md says: {row}\nthe code: {want}"
+        );
+        assert_eq!(ms(2), 2 * ms(1));
+    }
+}

@@ -34,7 +34,7 @@ pub enum GatewayError {
     #[error(transparent)]
     Frame(#[from] FrameError),
     /// A wait took longer than its timeout.
-    #[error("{operation} timed out after {after:?}")]
+    #[error("{operation} timed out after {}", human(after))]
     Timeout {
         /// What was waited for.
         operation: &'static str,
@@ -148,5 +148,30 @@ impl From<GatewayError> for gos_store::Error {
             | GatewayError::NotAllowed(_) => gos_store::Error::Unavailable(e.to_string()),
             other => gos_store::Error::backend("remote", other),
         }
+    }
+}
+
+/// A duration for people, in whole milliseconds (`5s`, `1s 500ms`; finer only below 1 ms).
+pub(crate) fn human(d: &Duration) -> humantime::FormattedDuration {
+    let ms = Duration::from_millis(d.as_millis().try_into().unwrap_or(u64::MAX));
+    humantime::format_duration(if ms.is_zero() { *d } else { ms })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_read_as_durations_not_debug() {
+        let e = GatewayError::Timeout {
+            operation: "connecting",
+            after: Duration::from_micros(1_500_123),
+        };
+        assert_eq!(e.to_string(), "connecting timed out after 1s 500ms");
+        let e = GatewayError::Timeout {
+            operation: "a read",
+            after: Duration::from_micros(250),
+        };
+        assert_eq!(e.to_string(), "a read timed out after 250us");
     }
 }

@@ -128,7 +128,9 @@ impl Gateway {
             load: Arc::default(),
         });
         let accept = tokio::spawn(accept_loop(endpoint.clone(), inner.clone()));
-        tracing::info!(cluster = %inner.cluster, addr = ?endpoint.local_addr().ok(), "gateway listening");
+        if let Ok(addr) = endpoint.local_addr() {
+            tracing::info!(cluster = %inner.cluster, %addr, "gateway listening");
+        }
         Ok(Gateway {
             inner,
             endpoint,
@@ -428,7 +430,67 @@ enum Answer {
     Object(Bytes, Digest, FlightGuard),
 }
 
-async fn serve_stream(
+/// Answers one request in its own span (debug level: the peer, then the operation, the key or
+/// prefix and the object bytes once the header is read), ending with one event that says how
+/// long it took. Every log line of the request (the store's too) carries the span.
+async fn serve_stream(send: SendStream, recv: RecvStream, peer: Arc<str>, inner: Arc<Inner>) {
+    use tracing::Instrument;
+    let span = tracing::debug_span!(
+        "gateway request",
+        %peer,
+        op = tracing::field::Empty,
+        key = tracing::field::Empty,
+        bytes = tracing::field::Empty,
+    );
+    let started = std::time::Instant::now();
+    async move {
+        answer_stream(send, recv, peer, inner).await;
+        let duration = crate::error::human(&started.elapsed());
+        tracing::debug!(%duration, "request done");
+    }
+    .instrument(span)
+    .await;
+}
+
+/// The span fields of a request: its operation, the key or prefix it names (if any), and the
+/// object bytes it announces (a put's, a delivery's; a get's are recorded when known).
+fn describe(request: &Request) -> (&'static str, Option<String>, Option<u64>) {
+    match request {
+        Request::Ping => ("ping", None, None),
+        Request::Limits => ("limits", None, None),
+        Request::Put {
+            key,
+            len,
+            reservation,
+            ..
+        } => (
+            if *reservation { "reserve" } else { "put" },
+            Some(key.to_string()),
+            Some(*len),
+        ),
+        Request::Get { key } => ("get", Some(key.to_string()), None),
+        Request::Head { key } => ("head", Some(key.to_string()), None),
+        Request::Delete { key } => ("delete", Some(key.to_string()), None),
+        Request::Release { key } => ("release", Some(key.to_string()), None),
+        Request::KeysWithPrefix { prefix } => ("keys", Some(prefix.to_string()), None),
+        Request::DeletePrefix { prefix } => ("delete_prefix", Some(prefix.to_string()), None),
+        Request::DeleteRoundsBefore { fed_id, round } => (
+            "delete_rounds_before",
+            Some(format!("{fed_id} before round {round}")),
+            None,
+        ),
+        Request::Sweep => ("sweep", None, None),
+        Request::Len => ("len", None, None),
+        Request::Stats => ("stats", None, None),
+        Request::Deliver(d) => (
+            "deliver",
+            d.object.as_ref().map(|o| o.key.to_string()),
+            d.object.as_ref().map(|o| o.len),
+        ),
+    }
+}
+
+async fn answer_stream(
     mut send: SendStream,
     mut recv: RecvStream,
     peer: Arc<str>,
@@ -442,6 +504,7 @@ async fn serve_stream(
         }
         Ok(Answer::Object(object, digest, _flight)) => {
             let len = object.len() as u64;
+            tracing::Span::current().record("bytes", len);
             let reply = Response::Ok(Reply::Object(Some(len)));
             // A slow reader of a get keeps the value pinned only until the deadline.
             let deadline = Deadline::transfer(len, &inner.config.limits, io);
@@ -509,6 +572,15 @@ async fn handle(
     )
     .await
     .map_err(wire)?;
+    let (op, key, bytes) = describe(&request);
+    let span = tracing::Span::current();
+    span.record("op", tracing::field::display(op));
+    if let Some(key) = key {
+        span.record("key", tracing::field::display(key));
+    }
+    if let Some(bytes) = bytes {
+        span.record("bytes", bytes);
+    }
     authorize(peer, inner.role(peer), &request, inner.target.as_deref())?;
     let store = &inner.store;
     // Every store call is a wait too.

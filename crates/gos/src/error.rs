@@ -16,7 +16,7 @@ pub enum GosError {
     #[error(transparent)]
     Topology(#[from] TopologyError),
     /// No message arrived in time.
-    #[error("no message arrived within {0:?}")]
+    #[error("no message arrived within {}", human(.0))]
     RecvTimeout(Duration),
     /// The node's mailbox is closed (the node left or the bus shut down).
     #[error("the mailbox of {0} is closed")]
@@ -74,5 +74,22 @@ impl GosError {
             RecvError::Timeout(d) => GosError::RecvTimeout(d),
             _ => GosError::MailboxClosed(node),
         }
+    }
+}
+
+/// A duration for people, in whole milliseconds (`5s`, `1s 500ms`; finer only below 1 ms).
+fn human(d: &Duration) -> humantime::FormattedDuration {
+    let ms = Duration::from_millis(d.as_millis().try_into().unwrap_or(u64::MAX));
+    humantime::format_duration(if ms.is_zero() { *d } else { ms })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_receive_timeout_reads_as_a_duration() {
+        let e = GosError::RecvTimeout(Duration::from_millis(30_250));
+        assert_eq!(e.to_string(), "no message arrived within 30s 250ms");
     }
 }

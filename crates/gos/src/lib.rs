@@ -64,7 +64,8 @@ pub use config::{ClusterConfig, ConfigError};
 pub use error::GosError;
 pub use measure::{
     FixedModel, Meter, NodeRound, RoundEvent, RoundModel, RoundObserver, RoundPlan, RoundSync,
-    RoundTiming, Traffic, collect_rounds, measure_rounds, node_rounds, run_rounds,
+    RoundTiming, Traffic, collect_rounds, measure_rounds, measure_rounds_observed, node_rounds,
+    run_rounds,
 };
 pub use node::{
     DEFAULT_GATHER_TIMEOUT, DEFAULT_LEASE, DeletePolicy, FederatedNode, Received, Shared, lease_for,

@@ -352,6 +352,16 @@ pub async fn measure_rounds(
     federation: &Federation,
     plan: &RoundPlan,
 ) -> Result<Vec<RoundTiming>, GosError> {
+    measure_rounds_observed(federation, plan, &mut ()).await
+}
+
+/// [`measure_rounds`], telling `observer` of every node's round as it ends (the warm-up
+/// rounds too), for a progress bar.
+pub async fn measure_rounds_observed(
+    federation: &Federation,
+    plan: &RoundPlan,
+    observer: &mut dyn RoundObserver,
+) -> Result<Vec<RoundTiming>, GosError> {
     let nodes = federation
         .nodes()?
         .into_iter()
@@ -365,7 +375,7 @@ pub async fn measure_rounds(
         plan.warmup + plan.rounds,
         plan.timeout,
         federation.manager(),
-        &mut (),
+        observer,
     )
     .await?;
     Ok(timings.into_iter().skip(plan.warmup as usize).collect())

@@ -330,3 +330,43 @@ pub fn make_certs(out: &Path, ids: &[&str]) {
     }
     run(&args, SHORT).ok();
 }
+
+/// `gos store --remote <addr> --cluster <cluster> --certs <certs> --as <me> <cmd...>`.
+pub fn remote(served: &Served, cluster: &str, certs: &Path, me: &str, cmd: &[&str]) -> Output {
+    let addr = served.addr.to_string();
+    let mut args = vec![
+        "store",
+        "--remote",
+        &addr,
+        "--cluster",
+        cluster,
+        "--certs",
+        certs.to_str().unwrap(),
+        "--as",
+        me,
+        "--timeout",
+        "5",
+    ];
+    args.extend_from_slice(cmd);
+    run(&args, SHORT)
+}
+
+/// `gos store stats` of a gateway nobody listens on (127.0.0.1:9), as `client` of `certs`,
+/// each network wait bounded by `timeout`.
+pub fn unreachable_gateway(certs: &Path, timeout: &str) -> Output {
+    run(
+        &[
+            "store",
+            "--remote",
+            "127.0.0.1:9",
+            "--cluster",
+            "nobody",
+            "--certs",
+            certs.to_str().unwrap(),
+            "--timeout",
+            timeout,
+            "stats",
+        ],
+        SHORT,
+    )
+}
