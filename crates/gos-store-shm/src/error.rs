@@ -53,7 +53,7 @@ pub enum ShmError {
     /// The store lock was not free within the lock timeout: its holder is stopped (SIGSTOP,
     /// a frozen cgroup, a debugger) or very slow. Retryable; reported as
     /// [`gos_store::Error::Busy`].
-    #[error("the store lock was held for more than {0:?}")]
+    #[error("the store lock was held for more than {}", humantime::format_duration(*.0))]
     LockTimeout(std::time::Duration),
     /// A system call failed.
     #[error("{op}: {source}")]

@@ -55,7 +55,7 @@ pub enum Error {
     },
 
     /// The operation did not finish in time (a remote store, a contended lock).
-    #[error("{operation} timed out after {after:?}")]
+    #[error("{operation} timed out after {}", humantime::format_duration(*after))]
     Timeout {
         /// What was being waited for.
         operation: &'static str,

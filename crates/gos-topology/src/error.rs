@@ -42,7 +42,7 @@ pub enum TopologyError {
         max: usize,
     },
     /// The target's mailbox stayed full for the whole publish timeout.
-    #[error("mailbox of {to} stayed full for {after:?}")]
+    #[error("mailbox of {to} stayed full for {}", humantime::format_duration(*after))]
     Timeout {
         /// The target whose mailbox was full.
         to: NodeId,
@@ -177,7 +177,7 @@ pub enum RecvError {
     #[error("mailbox is empty")]
     Empty,
     /// Nothing arrived within the given time (`recv_timeout`).
-    #[error("no message within {0:?}")]
+    #[error("no message within {}", humantime::format_duration(*.0))]
     Timeout(Duration),
     /// The node left (or the manager is gone) and everything queued has been received.
     #[error("mailbox is closed")]

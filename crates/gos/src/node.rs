@@ -400,7 +400,7 @@ impl FederatedNode {
         match msg.body_key() {
             Some(key) if key == expected => {}
             other => {
-                tracing::warn!(node = %self.id, from = %msg.sender, round = msg.round, body = ?other.map(|k| k.to_string()), "skipping a weights message whose body is not its sender's key for its round");
+                tracing::warn!(node = %self.id, from = %msg.sender, round = msg.round, body = other.map(|k| k.to_string()).unwrap_or_default(), "skipping a weights message whose body is not its sender's key for its round");
                 return None;
             }
         }
