@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use gos::store::{Result, async_trait};
 use gos::{
-    Bytes, KeyPrefix, Limits, ObjectKey, ObjectMeta, ObjectStore, PutOptions, ReleaseOutcome,
-    Reservation, StoreError, StoreStats,
+    Bytes, Digest, KeyPrefix, Limits, ObjectKey, ObjectMeta, ObjectStore, PutOptions,
+    ReleaseOutcome, Reservation, StoreError, StoreStats,
 };
 
 use crate::metrics::StoreMetrics;
@@ -116,6 +116,20 @@ impl ObjectStore for Instrumented {
         let r = self.inner.get(key).await;
         let len = match &r {
             Ok(Some(v)) => v.len() as u64,
+            _ => 0,
+        };
+        self.record("get", key, len, started, &r);
+        if let (Ok(None), Some(m)) = (&r, &self.metrics) {
+            m.failed("get", "not_found");
+        }
+        r
+    }
+
+    async fn get_digested(&self, key: &ObjectKey) -> Result<Option<(Bytes, Digest)>> {
+        let started = Instant::now();
+        let r = self.inner.get_digested(key).await;
+        let len = match &r {
+            Ok(Some((v, _))) => v.len() as u64,
             _ => 0,
         };
         self.record("get", key, len, started, &r);

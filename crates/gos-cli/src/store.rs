@@ -376,6 +376,7 @@ impl Op {
                             "bytes": meta.size,
                             "readers_left": readers,
                             "expires_at_unix_ms": expires,
+                            "digest": meta.digest.map(|d| d.to_string()),
                         }),
                     )?;
                 } else {
@@ -392,6 +393,12 @@ impl Op {
                         meta.expires_at.map_or("never (no lease)".to_owned(), |t| {
                             humantime::format_rfc3339_millis(t).to_string()
                         })
+                    )?;
+                    writeln!(
+                        out,
+                        "digest:       {}",
+                        meta.digest
+                            .map_or("none kept".to_owned(), |d| format!("{d} (xxh3-128)"))
                     )?;
                 }
             }

@@ -95,6 +95,12 @@ fn json_outputs_parse_and_the_exit_codes_hold() {
     assert_eq!(head["bytes"], 5);
     assert_eq!(head["readers_left"], serde_json::Value::Null);
     assert_eq!(head["expires_at_unix_ms"], serde_json::Value::Null);
+    // The digest the store keeps with the value: XXH3-128 of `hello`.
+    assert_eq!(
+        head["digest"],
+        gos::Digest::of(b"hello").to_string(),
+        "{head}"
+    );
 
     // The exit-code table: 0 ok, 1 error, 2 usage, 3 not found.
     let missing = "fed/node_9/round_1";

@@ -73,7 +73,7 @@ pub use node::{
 
 pub use bytes::Bytes;
 pub use gos_store::{
-    Error as StoreError, KeyError, KeyPrefix, Limits, ObjectKey, ObjectMeta, ObjectStore,
+    Digest, Error as StoreError, KeyError, KeyPrefix, Limits, ObjectKey, ObjectMeta, ObjectStore,
     ObjectStoreExt, PutMode, PutOptions, Readers, ReleaseOutcome, Reservation, StoreStats,
 };
 pub use gos_topology::{
