@@ -117,6 +117,9 @@ async fn one(
             _cleanup = Some(crate::relay::RemoveOnDrop(name.clone()));
             Arc::new(created)
         }
+        StoreArg::Redis => anyhow::bail!(
+            "gos bench has no redis store: see `cargo bench -p gos-benches --bench redis`"
+        ),
     };
     let federation = Federation::new("bench", graph, Arc::clone(&shared));
     let timings = measure_rounds(&federation, &RoundPlan::new(args.rounds, model)).await?;
