@@ -4,7 +4,9 @@
 //! `import redis` works in `python3`), and the shm store's put+get+delete, all in one run.
 //!
 //! Run: `cargo bench -p gos-benches --bench redis`. It prints a table (no criterion: each
-//! round moves 100 MiB three times through a socket). Target (issue 13): the RedisStore
+//! round moves 100 MiB three times through a socket), then one ratio line per deployment and
+//! size (`redis-store 100MiB round / plain SET+GET = X`). Our round and the plain one are
+//! timed in turns, so that the load of a shared machine weighs on both alike. Target (issue 13): the RedisStore
 //! 100 MiB round no slower than 1.2x the plain SET+GET round of the same run.
 //! Figures: docs/benchmarks.md.
 
@@ -19,7 +21,7 @@ use gos_store_shm::{ShmConfig, ShmStore};
 
 const BIG: usize = 100 << 20;
 const SMALL: usize = 64 << 10;
-const BIG_ROUNDS: usize = 5;
+const BIG_ROUNDS: usize = 7;
 const SMALL_ROUNDS: usize = 300;
 
 /// Median of `runs` timings of one async round.
@@ -37,6 +39,35 @@ where
     }
     t.sort_unstable();
     Ok(t[t.len() / 2])
+}
+
+/// Medians of `runs` timings of two rounds taken in turns (a, b, a, b...), so that a load
+/// change on a shared machine hits both alike.
+async fn medians_in_turn<A, FA, B, FB>(
+    runs: usize,
+    mut a: A,
+    mut b: B,
+) -> anyhow::Result<(Duration, Duration)>
+where
+    A: FnMut() -> FA,
+    FA: Future<Output = anyhow::Result<()>>,
+    B: FnMut() -> FB,
+    FB: Future<Output = anyhow::Result<()>>,
+{
+    a().await?; // warm-up
+    b().await?;
+    let (mut ta, mut tb) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
+    for _ in 0..runs {
+        let start = Instant::now();
+        a().await?;
+        ta.push(start.elapsed());
+        let start = Instant::now();
+        b().await?;
+        tb.push(start.elapsed());
+    }
+    ta.sort_unstable();
+    tb.sort_unstable();
+    Ok((ta[runs / 2], tb[runs / 2]))
 }
 
 async fn store_round(store: &RedisStore, value: &Bytes) -> anyhow::Result<()> {
@@ -108,7 +139,12 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-async fn deployment(name: &str, redis: &Redis, rows: &mut Vec<String>) -> anyhow::Result<()> {
+async fn deployment(
+    name: &str,
+    redis: &Redis,
+    rows: &mut Vec<String>,
+    ratios: &mut Vec<String>,
+) -> anyhow::Result<()> {
     let config = RedisConfig::new(redis.urls.clone())
         .namespace("bench")
         .limits(Limits::with_capacity(1 << 30));
@@ -130,9 +166,18 @@ async fn deployment(name: &str, redis: &Redis, rows: &mut Vec<String>) -> anyhow
         ("64 KiB", SMALL, SMALL_ROUNDS),
     ] {
         let value = Bytes::from(vec![7u8; size]);
-        let ours = median(runs, || store_round(&store, &value)).await?;
-        let theirs = median(runs, || plain.round(&value)).await?;
+        let (ours, theirs) =
+            medians_in_turn(runs, || store_round(&store, &value), || plain.round(&value)).await?;
         let py = redis_py(redis.servers[0].port, cluster, size, runs.min(50));
+        let compact = label.replace(' ', "");
+        ratios.push(format!(
+            "{name}: redis-store {compact} round / plain SET+GET = {:.2}{}",
+            ours.as_secs_f64() / theirs.as_secs_f64(),
+            py.map_or(String::new(), |p| format!(
+                "; / redis-py SET+GET = {:.2}",
+                ms(ours) / p
+            ))
+        ));
         rows.push(format!(
             "| {name} | {label} | {:.2} ms | {:.2} ms | {} | **{:.2}x** |",
             ms(ours),
@@ -198,13 +243,24 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let mut rows = Vec::new();
+    let mut ratios = Vec::new();
     {
         let standalone = testing::standalone();
-        rt.block_on(deployment("standalone", &standalone, &mut rows))?;
+        rt.block_on(deployment(
+            "standalone",
+            &standalone,
+            &mut rows,
+            &mut ratios,
+        ))?;
     }
     {
         let cluster = testing::cluster();
-        rt.block_on(deployment("cluster (3 masters)", &cluster, &mut rows))?;
+        rt.block_on(deployment(
+            "cluster (3 masters)",
+            &cluster,
+            &mut rows,
+            &mut ratios,
+        ))?;
     }
     rt.block_on(shm_rows(&mut rows))?;
     println!(
@@ -213,6 +269,20 @@ fn main() -> anyhow::Result<()> {
     println!("|---|---|---|---|---|---|");
     for r in rows {
         println!("{r}");
+    }
+    println!();
+    for r in ratios {
+        println!("{r}");
+    }
+    println!("target (issue 13): redis-store 100MiB round / plain SET+GET <= 1.20");
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        println!(
+            "load average at the end (1, 5, 15 min): {}",
+            load.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
     }
     Ok(())
 }

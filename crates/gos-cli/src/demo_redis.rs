@@ -121,7 +121,9 @@ mod tests {
     fn args(argv: &[&str]) -> DemoArgs {
         let mut all = vec!["gos"];
         all.extend_from_slice(argv);
-        Cli::try_parse_from(all).map(|c| c.demo).unwrap_or_else(|e| panic!("{e}"))
+        Cli::try_parse_from(all)
+            .map(|c| c.demo)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]

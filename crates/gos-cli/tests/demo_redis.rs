@@ -58,7 +58,10 @@ fn demo_on_a_standalone_redis_leaves_no_key() {
     );
     let stdout = out.ok();
     check_table(&stdout);
-    assert!(stdout.contains("standalone on redis://127.0.0.1:"), "{stdout}");
+    assert!(
+        stdout.contains("standalone on redis://127.0.0.1:"),
+        "{stdout}"
+    );
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
     assert_eq!(total_keys(&redis), 0, "keys left on the server");
 }
@@ -105,7 +108,10 @@ fn demo_redis_without_a_url_or_with_a_dead_one_is_one_error_line() {
         Duration::from_secs(20),
     );
     let line = out.one_line_error();
-    assert!(line.contains("--redis-url applies to --store redis"), "{line}");
+    assert!(
+        line.contains("--redis-url applies to --store redis"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -114,8 +120,8 @@ fn ctrl_c_stops_the_redis_demo_and_removes_its_keys() {
     let port = redis.servers[0].port;
     let child = common::gos()
         .args([
-            "demo", "--store", "redis", "--nodes", "4", "--rounds", "1000000", "--model",
-            "256KiB", "--quiet",
+            "demo", "--store", "redis", "--nodes", "4", "--rounds", "1000000", "--model", "256KiB",
+            "--quiet",
         ])
         .args(["--redis-url", &redis.urls[0]])
         .stdout(Stdio::null())
@@ -137,7 +143,10 @@ fn ctrl_c_stops_the_redis_demo_and_removes_its_keys() {
         );
     }
     std::thread::sleep(Duration::from_millis(500));
-    assert!(guard.wait(Duration::from_millis(1)).is_none(), "ended early");
+    assert!(
+        guard.wait(Duration::from_millis(1)).is_none(),
+        "ended early"
+    );
     assert!(
         Command::new("kill")
             .args(["-INT", &pid.to_string()])

@@ -38,7 +38,10 @@ fn redis_config(dir: &Path, urls: &[String], ns: &str, capacity: &str) -> std::p
     let text = std::fs::read_to_string(&path)
         .unwrap()
         .replace("backend = \"shm\"", "backend = \"redis\"")
-        .replace(&format!("name = \"{}\"", unused.0), &format!("name = \"{ns}\""))
+        .replace(
+            &format!("name = \"{}\"", unused.0),
+            &format!("name = \"{ns}\""),
+        )
         .replace(
             "capacity = \"64MiB\"",
             &format!("capacity = \"{capacity}\"\nurls = [{}]", urls.join(", ")),

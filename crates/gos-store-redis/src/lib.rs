@@ -552,15 +552,22 @@ impl RedisStore {
             .max(1);
         let head = header(staged.options.readers, self.deadline_ms(&staged.options));
         let mut conn = self.inner.conn.clone();
+        // The header and the first chunk in one `SET`, written straight into the command (no
+        // concatenated copy): a value of one chunk is stored by Redis as it arrives, where an
+        // `APPEND` to a header would copy it once more on the server.
+        let mut chunks = value.chunks(self.inner.config.chunk_size);
         redis::cmd("SET")
             .arg(&staging)
-            .arg(&head[..])
+            .arg(Framed {
+                head: &head,
+                body: chunks.next().unwrap_or_default(),
+            })
             .arg("PX")
             .arg(ttl_ms)
             .exec_async(&mut conn)
             .await
             .map_err(|e| self.err(e))?;
-        for chunk in value.chunks(self.inner.config.chunk_size) {
+        for chunk in chunks {
             redis::cmd("APPEND")
                 .arg(&staging)
                 .arg(chunk)
@@ -953,6 +960,23 @@ impl Drop for StagedPut {
             self.store
                 .queue_refund(self.bucket, std::mem::take(&mut self.id));
         }
+    }
+}
+
+/// One command argument made of a header and a body, written into the command buffer without
+/// first concatenating them.
+struct Framed<'a> {
+    head: &'a [u8],
+    body: &'a [u8],
+}
+
+impl redis::ToRedisArgs for Framed<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        use std::io::Write;
+        let mut arg = out.writer_for_next_arg();
+        // Writing into the command's own buffer cannot fail.
+        let _ = arg.write_all(self.head);
+        let _ = arg.write_all(self.body);
     }
 }
 

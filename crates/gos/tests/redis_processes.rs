@@ -79,11 +79,19 @@ impl Bus for FileBus {
     }
 
     fn out_neighbours(&self, node: NodeId) -> Vec<NodeId> {
-        if node == WRITER { vec![READER] } else { Vec::new() }
+        if node == WRITER {
+            vec![READER]
+        } else {
+            Vec::new()
+        }
     }
 
     fn in_neighbours(&self, node: NodeId) -> Vec<NodeId> {
-        if node == READER { vec![WRITER] } else { Vec::new() }
+        if node == READER {
+            vec![WRITER]
+        } else {
+            Vec::new()
+        }
     }
 }
 
@@ -167,7 +175,10 @@ async fn reader() {
         assert_eq!(got.len(), 1, "round {round}");
         let received = got.pop().expect("one model");
         assert_eq!(received.from, WRITER);
-        assert!(received.value == model(round), "round {round}: bytes differ");
+        assert!(
+            received.value == model(round),
+            "round {round}: bytes differ"
+        );
         // The writer released its hold after publishing; this is the last reader.
         let start = Instant::now();
         loop {
