@@ -52,7 +52,8 @@ pub(crate) struct DemoArgs {
     #[arg(long, value_enum, default_value_t = StoreArg::Memory)]
     pub(crate) store: StoreArg,
     /// With --store redis: the URL of a Redis server, or of a cluster's masters (repeat the
-    /// flag or give a comma list); default $GOS_REDIS_URL. The demo starts no server.
+    /// flag or give a comma list); default $GOS_REDIS_URL. The demo starts no server: run
+    /// `redis-server --port 6379 --save '' --appendonly no` first (a cluster: docs/redis.md).
     #[arg(long = "redis-url", value_name = "URL", value_delimiter = ',')]
     #[serde(default)]
     pub(crate) redis_url: Vec<String>,
