@@ -274,3 +274,51 @@ fn a_writer_and_a_reader_process_share_a_redis_cluster_through_federated_nodes()
         store.destroy().await.expect("destroy");
     });
 }
+
+/// `gos::Cluster` assembled from a TOML whose store is `backend = "redis"` opens it through
+/// `open_store_async` and runs a round of three nodes over it; the store ends empty.
+#[test]
+fn a_cluster_from_toml_runs_a_round_on_a_standalone_redis() {
+    let redis = testing::standalone();
+    let namespace = testing::fresh_namespace();
+    let text = format!(
+        "fed_id = \"toml\"\n[store]\nbackend = \"redis\"\nname = \"{namespace}\"\nurls = [\"{}\"]\n\
+         capacity = \"64MiB\"\nchunk_size = \"1MiB\"\n[topology]\nkind = \"ring\"\nnodes = 3\n",
+        redis.urls[0]
+    );
+    let config = gos::ClusterConfig::from_toml(&text).expect("config");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let cluster = gos::Cluster::start(config.clone(), std::path::Path::new("."))
+            .await
+            .expect("start");
+        assert_eq!(cluster.store().limits(), config.store.limits());
+        let mut nodes = cluster.nodes().expect("nodes");
+        for node in &mut nodes {
+            node.share(1, model(node.id().0.into()))
+                .await
+                .expect("share");
+        }
+        for node in &mut nodes {
+            let inputs = node.gather(1, TIMEOUT).await.expect("gather");
+            assert_eq!(inputs.len(), 2);
+            for input in inputs {
+                assert!(input.value == model(input.from.0.into()), "bytes differ");
+                node.release(input).await.expect("release");
+            }
+        }
+        let all = KeyPrefix::new("").expect("the empty prefix");
+        assert_eq!(
+            cluster.store().keys_with_prefix(&all).await.expect("keys"),
+            vec![]
+        );
+        let stats = cluster.store().stats().await.expect("stats");
+        assert_eq!((stats.entries, stats.bytes, stats.reserved), (0, 0, 0));
+        RedisStore::open(gos::redis_config(&config.store))
+            .await
+            .expect("open")
+            .destroy()
+            .await
+            .expect("destroy");
+    });
+}
