@@ -5,8 +5,9 @@
 //!
 //! Run: `cargo bench -p gos-benches --bench redis`. It prints a table (no criterion: each
 //! round moves 100 MiB three times through a socket), then one ratio line per deployment and
-//! size (`redis-store 100MiB round / plain SET+GET = X`). Our round and the plain one are
-//! timed in turns, so that the load of a shared machine weighs on both alike. Target (issue 13): the RedisStore
+//! size (`redis-store 100MiB round / plain SET+GET = X`, and `/ redis-py SET+GET`). Our
+//! round, the plain one and redis-py's (a `python3` process kept for the run, timing each
+//! round itself) are timed in turns, so that the load of a shared machine weighs on all alike. Target (issue 13): the RedisStore
 //! 100 MiB round no slower than 1.2x the plain SET+GET round of the same run.
 //! Figures: docs/benchmarks.md.
 
@@ -21,7 +22,7 @@ use gos_store_shm::{ShmConfig, ShmStore};
 
 const BIG: usize = 100 << 20;
 const SMALL: usize = 64 << 10;
-const BIG_ROUNDS: usize = 7;
+const BIG_ROUNDS: usize = 15;
 const SMALL_ROUNDS: usize = 300;
 
 /// Median of `runs` timings of one async round.
@@ -39,35 +40,6 @@ where
     }
     t.sort_unstable();
     Ok(t[t.len() / 2])
-}
-
-/// Medians of `runs` timings of two rounds taken in turns (a, b, a, b...), so that a load
-/// change on a shared machine hits both alike.
-async fn medians_in_turn<A, FA, B, FB>(
-    runs: usize,
-    mut a: A,
-    mut b: B,
-) -> anyhow::Result<(Duration, Duration)>
-where
-    A: FnMut() -> FA,
-    FA: Future<Output = anyhow::Result<()>>,
-    B: FnMut() -> FB,
-    FB: Future<Output = anyhow::Result<()>>,
-{
-    a().await?; // warm-up
-    b().await?;
-    let (mut ta, mut tb) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
-    for _ in 0..runs {
-        let start = Instant::now();
-        a().await?;
-        ta.push(start.elapsed());
-        let start = Instant::now();
-        b().await?;
-        tb.push(start.elapsed());
-    }
-    ta.sort_unstable();
-    tb.sort_unstable();
-    Ok((ta[runs / 2], tb[runs / 2]))
 }
 
 async fn store_round(store: &RedisStore, value: &Bytes) -> anyhow::Result<()> {
@@ -105,34 +77,84 @@ async fn plain_round(
     Ok(())
 }
 
-/// redis-py's median round in ms, or `None` when it is not importable.
-fn redis_py(port: u16, cluster: bool, size: usize, runs: usize) -> Option<f64> {
-    let client = if cluster {
-        format!("redis.cluster.RedisCluster(host='127.0.0.1', port={port})")
-    } else {
-        format!("redis.Redis(host='127.0.0.1', port={port})")
-    };
-    let script = format!(
-        "import redis, redis.cluster, time, statistics\n\
-         r = {client}\n\
-         v = b'x' * {size}\n\
-         t = []\n\
-         for i in range({runs} + 1):\n\
-         \x20   s = time.perf_counter()\n\
-         \x20   r.set('py:{{bench}}', v); g = r.get('py:{{bench}}'); r.delete('py:{{bench}}')\n\
-         \x20   assert len(g) == {size}\n\
-         \x20   t.append(time.perf_counter() - s)\n\
-         print(statistics.median(t[1:]) * 1000)\n"
-    );
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
+/// A redis-py client in a `python3` process of its own, timing one SET+GET+DEL round (in
+/// Python, with `time.perf_counter`) each time it is asked: its rounds are taken in turn with
+/// ours, under the same load.
+struct PyRounds {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl PyRounds {
+    /// `None` when `import redis` fails (redis-py not installed).
+    fn start(port: u16, cluster: bool) -> Option<PyRounds> {
+        use std::io::BufRead;
+        let client = if cluster {
+            format!("redis.cluster.RedisCluster(host='127.0.0.1', port={port})")
+        } else {
+            format!("redis.Redis(host='127.0.0.1', port={port})")
+        };
+        let script = format!(
+            "import sys, time\n\
+             import redis, redis.cluster\n\
+             r = {client}\n\
+             values = {{}}\n\
+             print('ready', flush=True)\n\
+             for line in sys.stdin:\n\
+             \x20   n = int(line)\n\
+             \x20   v = values.setdefault(n, b'x' * n)\n\
+             \x20   s = time.perf_counter()\n\
+             \x20   r.set('py:{{bench}}', v); g = r.get('py:{{bench}}'); r.delete('py:{{bench}}')\n\
+             \x20   t = time.perf_counter() - s\n\
+             \x20   assert len(g) == n\n\
+             \x20   print(t, flush=True)\n"
+        );
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let stdin = child.stdin.take()?;
+        let mut stdout = std::io::BufReader::new(child.stdout.take()?);
+        let mut line = String::new();
+        let ready = stdout.read_line(&mut line).is_ok() && line.trim() == "ready";
+        let py = PyRounds {
+            child,
+            stdin,
+            stdout,
+        };
+        ready.then_some(py)
     }
-    String::from_utf8(out.stdout).ok()?.trim().parse().ok()
+
+    /// One round of `size` bytes, as Python timed it.
+    fn round(&mut self, size: usize) -> anyhow::Result<Duration> {
+        use std::io::{BufRead, Write};
+        writeln!(self.stdin, "{size}")?;
+        self.stdin.flush()?;
+        let mut line = String::new();
+        self.stdout.read_line(&mut line)?;
+        let secs: f64 = line
+            .trim()
+            .parse()
+            .map_err(|e| anyhow::anyhow!("redis-py answered `{}`: {e}", line.trim()))?;
+        Ok(Duration::from_secs_f64(secs))
+    }
+}
+
+impl Drop for PyRounds {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn median_of(mut t: Vec<Duration>) -> Duration {
+    t.sort_unstable();
+    t[t.len() / 2]
 }
 
 fn ms(d: Duration) -> f64 {
@@ -161,14 +183,44 @@ async fn deployment(
             .set_response_timeout(Some(Duration::from_secs(30)));
         Box::new(client.get_connection_manager_with_config(cfg).await?)
     };
+    let mut py = PyRounds::start(redis.servers[0].port, cluster);
     for (label, size, runs) in [
         ("100 MiB", BIG, BIG_ROUNDS),
         ("64 KiB", SMALL, SMALL_ROUNDS),
     ] {
         let value = Bytes::from(vec![7u8; size]);
-        let (ours, theirs) =
-            medians_in_turn(runs, || store_round(&store, &value), || plain.round(&value)).await?;
-        let py = redis_py(redis.servers[0].port, cluster, size, runs.min(50));
+        // Warm-up, then the three rounds in turn (ours, plain, redis-py, each going first in
+        // its turn), so that a load change on a shared machine weighs on all alike.
+        store_round(&store, &value).await?;
+        plain.round(&value).await?;
+        if let Some(p) = py.as_mut() {
+            p.round(size)?;
+        }
+        let (mut t_ours, mut t_plain, mut t_py) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..runs {
+            // Each takes its turn at going first.
+            for j in 0..3 {
+                match (i + j) % 3 {
+                    0 => {
+                        let start = Instant::now();
+                        store_round(&store, &value).await?;
+                        t_ours.push(start.elapsed());
+                    }
+                    1 => {
+                        let start = Instant::now();
+                        plain.round(&value).await?;
+                        t_plain.push(start.elapsed());
+                    }
+                    _ => {
+                        if let Some(p) = py.as_mut() {
+                            t_py.push(p.round(size)?);
+                        }
+                    }
+                }
+            }
+        }
+        let (ours, theirs) = (median_of(t_ours), median_of(t_plain));
+        let py = (!t_py.is_empty()).then(|| ms(median_of(t_py)));
         let compact = label.replace(' ', "");
         ratios.push(format!(
             "{name}: redis-store {compact} round / plain SET+GET = {:.2}{}",
