@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gos_store::{
-    Clock, KeyPrefix, ManualClock, ObjectKey, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
-    Reservation,
+    Clock, Digest, KeyPrefix, ManualClock, ObjectKey, ObjectStore, ObjectStoreExt, PutMode,
+    PutOptions, Reservation,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, RngSeed, TestError, TestRunner};
@@ -622,8 +622,43 @@ async fn step_once<'a, S: ObjectStore>(
                 .await
                 .map_err(|e| format!("head failed: {e}"))?;
             let want = model.head(key);
+            // A backend may keep no digests (`None`); one it reports is the value's.
+            let digest = got.and_then(|m| m.digest);
+            let got = got.map(|m| m.with_digest(None));
             if got != want {
                 return Err(format!("head returned {got:?}, want {want:?}"));
+            }
+            let value = model.map.get(key).map(|o| &o.value);
+            if let (Some(d), Some(value)) = (digest, value)
+                && d != Digest::of(value)
+            {
+                return Err(format!(
+                    "head reported digest {d}, the value's is {}",
+                    Digest::of(value)
+                ));
+            }
+            // `get_digested` pairs the value with its digest.
+            let pair = pick(*handle)
+                .get_digested(key)
+                .await
+                .map_err(|e| format!("get_digested failed: {e}"))?;
+            match (&pair, value) {
+                (None, None) => {}
+                (Some((bytes, d)), Some(value)) if bytes[..] == value[..] => {
+                    if *d != Digest::of(value) {
+                        return Err(format!(
+                            "get_digested paired the value with digest {d}, its digest is {}",
+                            Digest::of(value)
+                        ));
+                    }
+                }
+                _ => {
+                    return Err(format!(
+                        "get_digested returned {:?} bytes, the model holds {:?}",
+                        pair.as_ref().map(|(b, _)| b.len()),
+                        value.map(Vec::len)
+                    ));
+                }
             }
         }
         Op::Release { handle, key } => {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gos_store::{BufferPool, Clock};
+use gos_store::{BufferPool, Clock, Digest};
 use quinn::{Connection, Endpoint, RecvStream, SendStream, VarInt};
 
 use crate::config::{ClientConfig, Timeouts, WireLimits};
@@ -172,7 +172,7 @@ impl Link {
         request: &Request,
         object: Option<&Bytes>,
         retry: Retry,
-    ) -> Result<(Reply, Option<Bytes>), GatewayError> {
+    ) -> Result<(Reply, Option<(Bytes, Digest)>), GatewayError> {
         let mut attempt = 1;
         loop {
             let result = match self.connection().await {
@@ -205,7 +205,7 @@ impl Link {
         conn: &Connection,
         request: &Request,
         object: Option<&Bytes>,
-    ) -> Result<(Reply, Option<Bytes>), GatewayError> {
+    ) -> Result<(Reply, Option<(Bytes, Digest)>), GatewayError> {
         let io = self.timeouts.io;
         let (mut send, mut recv) = timed("opening a stream", io, conn.open_bi()).await??;
         let max = self.limits.max_response_header;
@@ -315,7 +315,11 @@ impl Link {
         result
     }
 
-    async fn recv_object(&self, recv: &mut RecvStream, len: u64) -> Result<Bytes, GatewayError> {
+    async fn recv_object(
+        &self,
+        recv: &mut RecvStream,
+        len: u64,
+    ) -> Result<(Bytes, Digest), GatewayError> {
         if len > self.limits.max_object {
             recv.stop(VarInt::from_u32(code::REFUSED)).ok();
             return Err(GatewayError::ObjectTooLarge {
@@ -332,7 +336,7 @@ impl Link {
         let mut buf = self.pool.take(size);
         let deadline = Deadline::transfer(len, &self.limits, self.timeouts.io);
         match io::recv_object_into(recv, &mut buf[..size], &deadline).await {
-            Ok(()) => Ok(self.pool.freeze(buf, size)),
+            Ok(digest) => Ok((self.pool.freeze(buf, size), digest)),
             Err(e) => {
                 self.pool.give(buf);
                 Err(e)
@@ -373,7 +377,7 @@ impl Upload {
         debug_assert_eq!(object.len() as u64, self.len);
         self.done = true;
         let deadline = Deadline::transfer(self.len, &self.limits, self.io);
-        io::send_object(&mut self.send, &object, &deadline).await?;
+        io::send_object(&mut self.send, &object, None, &deadline).await?;
         self.send
             .finish()
             .map_err(|e| GatewayError::Stream(e.to_string()))?;
@@ -443,7 +447,7 @@ async fn send_request(
 ) -> Result<(), GatewayError> {
     io::write_frame(send, FrameKind::Request, request, deadline.io).await?;
     if let Some(object) = object {
-        io::send_object(send, object, deadline).await?;
+        io::send_object(send, object, None, deadline).await?;
     }
     send.finish()
         .map_err(|e| GatewayError::Stream(e.to_string()))

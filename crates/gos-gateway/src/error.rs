@@ -41,8 +41,8 @@ pub enum GatewayError {
         /// The timeout.
         after: Duration,
     },
-    /// An object arrived with a checksum that does not match its bytes.
-    #[error("checksum mismatch: the object was corrupted in transit")]
+    /// An object arrived with a digest that does not match its bytes.
+    #[error("digest mismatch: the object was corrupted in transit")]
     ChecksumMismatch,
     /// An object is larger than the limit.
     #[error("object of {size} bytes is larger than the maximum of {max} bytes")]

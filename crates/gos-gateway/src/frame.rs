@@ -1,5 +1,5 @@
-//! The ICRF wire format: a fixed 8-byte prefix, a postcard header, then raw object bytes and a
-//! CRC-32 trailer.
+//! The ICRF wire format: a fixed 8-byte prefix, a postcard header, then raw object bytes and
+//! their digest.
 //!
 //! Every request travels on its own bidirectional QUIC stream: the client writes one request
 //! frame (and, for a put or a delivery with an object, the object), the gateway answers with one
@@ -11,8 +11,8 @@
 //! +------+------+---------+------+-------(LE)-----+----------------------------+
 //!  then, only when the header announces an object of `len` bytes:
 //! +----------------------------------+----------------------+
-//! | object: exactly `len` raw bytes  | crc32 (IEEE) u32 LE  |
-//! +----------------------------------+----------------------+
+//! | object: exactly `len` raw bytes  | digest: XXH3-128, 16 bytes LE  |
+//! +----------------------------------+--------------------------------+
 //! ```
 //!
 //! The prefix is fixed so that a receiver learns the version and the header length from 8
@@ -22,6 +22,11 @@
 //! holds. The object is not inside the header so that it can be streamed in chunks straight
 //! into the receiving store's reservation, and its length (in the header) is checked against
 //! the limits before a single payload byte is read.
+//!
+//! The trailer is the object's [`Digest`](gos_store::Digest), the one the sending store keeps
+//! beside the value (a gateway answering a get forwards it without reading the value again).
+//! The receiver hashes the bytes as they land in its reservation, refuses the object when the
+//! two differ (nothing is committed) and otherwise commits the digest with it.
 
 use std::time::Duration;
 
@@ -32,12 +37,13 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 /// The first two bytes of every frame.
 pub const MAGIC: [u8; 2] = *b"GI";
-/// The frame format version this build speaks.
-pub const VERSION: u8 = 2;
+/// The frame format version this build speaks (3: the object trailer is its 16-byte digest,
+/// and [`WireMeta`] carries it).
+pub const VERSION: u8 = 3;
 /// Length of the fixed prefix, in bytes.
 pub const PREFIX_LEN: usize = 8;
-/// Length of the checksum trailer after an object, in bytes.
-pub const CHECKSUM_LEN: usize = 4;
+/// Length of the digest trailer after an object, in bytes.
+pub const CHECKSUM_LEN: usize = gos_store::Digest::LEN;
 
 /// What a frame carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,6 +267,8 @@ pub struct WireMeta {
     pub readers: Readers,
     /// Time left before the store removes it, if it has a lease.
     pub expires_in: Option<Duration>,
+    /// The value's digest, as the store keeps it.
+    pub digest: Option<gos_store::Digest>,
 }
 
 /// What a delivery did for one target node.
@@ -349,9 +357,9 @@ pub fn decode<T: DeserializeOwned>(
     Ok((decode_header(header)?, end))
 }
 
-/// The checksum of an object: CRC-32 (IEEE), computed incrementally.
+/// The trailer of an object, computed incrementally: its [`Digest`](gos_store::Digest).
 #[derive(Debug, Default, Clone)]
-pub struct Checksum(crc32fast::Hasher);
+pub struct Checksum(gos_store::DigestHasher);
 
 impl Checksum {
     /// A fresh checksum.
@@ -364,9 +372,14 @@ impl Checksum {
         self.0.update(bytes);
     }
 
-    /// The trailer to send: the CRC-32, little-endian.
+    /// The digest of the bytes added so far.
+    pub fn digest(&self) -> gos_store::Digest {
+        self.0.finish()
+    }
+
+    /// The trailer to send: the digest, little-endian.
     pub fn trailer(self) -> [u8; CHECKSUM_LEN] {
-        self.0.finalize().to_le_bytes()
+        self.digest().to_bytes()
     }
 
     /// True when `trailer` is this checksum's trailer.
@@ -421,6 +434,7 @@ mod tests {
             size: 9,
             readers: Readers::exactly(2).unwrap(),
             expires_in: Some(Duration::from_nanos(1_000_000_007)),
+            digest: Some(gos_store::Digest::of(b"123456789")),
         }));
         let bytes = encode(FrameKind::Response, &Response::Ok(reply.clone())).unwrap();
         let (back, _): (Response, _) = decode(&bytes, FrameKind::Response, MAX).unwrap();

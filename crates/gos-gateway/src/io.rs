@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use bytes::Bytes;
+use gos_store::Digest;
 use quinn::{RecvStream, SendStream};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -137,24 +138,33 @@ impl Deadline {
     }
 }
 
-/// Writes an object and its checksum trailer. The object's bytes are handed to quinn as
-/// slices of the same buffer (no copy); the checksum is computed slice by slice as they go.
+/// Writes an object and its digest trailer. The object's bytes are handed to quinn as slices
+/// of the same buffer (no copy). A `known` digest (the one the store keeps) is sent as it is;
+/// without one, the digest is computed slice by slice as they go.
 pub(crate) async fn send_object(
     send: &mut SendStream,
     object: &Bytes,
+    known: Option<Digest>,
     deadline: &Deadline,
 ) -> Result<(), GatewayError> {
-    let mut checksum = Checksum::new();
+    let mut checksum = known.is_none().then(Checksum::new);
     let mut at = 0;
     while at < object.len() {
         let end = (at + CHUNK).min(object.len());
-        checksum.update(&object[at..end]);
+        if let Some(c) = &mut checksum {
+            c.update(&object[at..end]);
+        }
         deadline
             .run("writing an object", send.write_chunk(object.slice(at..end)))
             .await??;
         at = end;
     }
-    let trailer = checksum.trailer();
+    let digest = match (known, checksum) {
+        (Some(d), _) => d,
+        (None, Some(c)) => c.digest(),
+        (None, None) => unreachable!("a checksum is made when no digest is known"),
+    };
+    let trailer = digest.to_bytes();
     deadline
         .run("writing a checksum", send.write_all(&trailer))
         .await??;
@@ -162,13 +172,14 @@ pub(crate) async fn send_object(
 }
 
 /// Reads an object of `buf.len()` bytes straight into `buf` (a store reservation) and checks
-/// its trailer. Nothing is buffered on the way: quinn's received packets are copied once, into
-/// `buf`.
+/// its digest trailer, hashing each chunk as it lands (while it is in cache). Nothing is
+/// buffered on the way: quinn's received packets are copied once, into `buf`. Returns the
+/// digest, checked.
 pub(crate) async fn recv_object_into(
     recv: &mut RecvStream,
     buf: &mut [u8],
     deadline: &Deadline,
-) -> Result<(), GatewayError> {
+) -> Result<Digest, GatewayError> {
     let mut checksum = Checksum::new();
     let mut at = 0;
     while at < buf.len() {
@@ -188,8 +199,9 @@ pub(crate) async fn recv_object_into(
     deadline
         .run("reading a checksum", recv.read_exact(&mut trailer))
         .await??;
-    if checksum.matches(trailer) {
-        Ok(())
+    let digest = checksum.digest();
+    if digest == Digest::from_bytes(trailer) {
+        Ok(digest)
     } else {
         Err(GatewayError::ChecksumMismatch)
     }

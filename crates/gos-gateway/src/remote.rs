@@ -6,8 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use gos_store::{
-    Error, KeyPrefix, Limits, ObjectKey, ObjectMeta, ObjectStore, PutMode, PutOptions, Readers,
-    ReleaseOutcome, Reservation, Result, StoreStats, lease_deadline,
+    Digest, Error, KeyPrefix, Limits, ObjectKey, ObjectMeta, ObjectStore, PutMode, PutOptions,
+    Readers, ReleaseOutcome, Reservation, Result, StoreStats, lease_deadline,
 };
 
 use crate::client::{Link, Retry, Upload};
@@ -109,6 +109,12 @@ impl ObjectStore for RemoteStore {
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>> {
+        Ok(self.get_digested(key).await?.map(|(value, _)| value))
+    }
+
+    /// The value with the digest the remote store keeps, sent as the object's trailer and
+    /// checked against the bytes as they arrived.
+    async fn get_digested(&self, key: &ObjectKey) -> Result<Option<(Bytes, Digest)>> {
         let request = Request::Get { key: key.clone() };
         match self.link.call(&request, None, Retry::Idempotent).await? {
             (Reply::Object(None), _) => Ok(None),
@@ -127,7 +133,7 @@ impl ObjectStore for RemoteStore {
                 Ok(meta.map(|m| {
                     // The lease left, applied with our clock.
                     let expires_at = lease_deadline(now, m.expires_in);
-                    ObjectMeta::new(m.size, m.readers, expires_at)
+                    ObjectMeta::new(m.size, m.readers, expires_at).with_digest(m.digest)
                 }))
             }
             other => Err(unexpected_store(&other)),

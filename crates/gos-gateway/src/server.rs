@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gos_store::{
-    BufferedReservation, Error, ObjectKey, ObjectStore, PutMode, PutOptions, Reservation,
+    BufferedReservation, Digest, Error, ObjectKey, ObjectStore, PutMode, PutOptions, Reservation,
 };
 use gos_topology::NodeId;
 use quinn::{Connection, Endpoint, RecvStream, SendStream, VarInt};
@@ -425,7 +425,7 @@ async fn refuse_busy(
 /// What a handled request answers.
 enum Answer {
     Reply(Reply),
-    Object(Bytes, FlightGuard),
+    Object(Bytes, Digest, FlightGuard),
 }
 
 async fn serve_stream(
@@ -440,14 +440,14 @@ async fn serve_stream(
         Ok(Answer::Reply(reply)) => {
             io::write_frame(&mut send, FrameKind::Response, &Response::Ok(reply), io).await
         }
-        Ok(Answer::Object(object, _flight)) => {
+        Ok(Answer::Object(object, digest, _flight)) => {
             let len = object.len() as u64;
             let reply = Response::Ok(Reply::Object(Some(len)));
             // A slow reader of a get keeps the value pinned only until the deadline.
             let deadline = Deadline::transfer(len, &inner.config.limits, io);
             let sent = async {
                 io::write_frame(&mut send, FrameKind::Response, &reply, io).await?;
-                io::send_object(&mut send, &object, &deadline).await
+                io::send_object(&mut send, &object, Some(digest), &deadline).await
             };
             let sent = sent.await;
             match &sent {
@@ -540,10 +540,10 @@ async fn handle(
             admitted.receive(recv, inner).await?;
             Reply::Done
         }
-        Request::Get { key } => match op!("store get", store.get(&key)) {
-            Some(object) => {
+        Request::Get { key } => match op!("store get", store.get_digested(&key)) {
+            Some((object, digest)) => {
                 let flight = inner.in_flight(peer, object.len() as u64)?;
-                return Ok(Answer::Object(object, flight));
+                return Ok(Answer::Object(object, digest, flight));
             }
             None => Reply::Object(None),
         },
@@ -557,6 +557,7 @@ async fn handle(
                     expires_in: m
                         .expires_at
                         .map(|at| at.duration_since(now).unwrap_or(Duration::ZERO)),
+                    digest: m.digest,
                 }
             }))
         }
@@ -665,23 +666,31 @@ async fn admit<'a>(
 }
 
 impl Admitted<'_> {
-    /// Streams the object into the reservation, checks its checksum and commits it, all
-    /// within the transfer's deadline; any failure drops the reservation uncommitted.
+    /// Streams the object into the reservation, checks its digest and commits it with that
+    /// digest, all within the transfer's deadline; any failure drops the reservation
+    /// uncommitted.
     async fn receive(mut self, recv: &mut RecvStream, inner: &Inner) -> Result<(), Error> {
         let io = inner.config.timeouts.io;
         // Measured from admission: a client that reserved may fill its buffer first, but not
         // for longer than the transfer would take at the minimum rate.
         let deadline = Deadline::transfer(self.len, &inner.config.limits, io).whole_only();
         let received = io::recv_object_into(recv, self.reservation.as_mut_slice(), &deadline).await;
-        if let Err(e) = received {
-            if matches!(e, GatewayError::Timeout { .. }) {
-                recv.stop(VarInt::from_u32(code::TOO_SLOW)).ok();
+        let digest = match received {
+            Ok(digest) => digest,
+            Err(e) => {
+                if matches!(e, GatewayError::Timeout { .. }) {
+                    recv.stop(VarInt::from_u32(code::TOO_SLOW)).ok();
+                }
+                return Err(wire(e));
             }
-            return Err(wire(e));
-        }
-        timed("store commit", io, self.reservation.commit())
-            .await
-            .map_err(wire)??;
+        };
+        timed(
+            "store commit",
+            io,
+            self.reservation.commit_with_digest(digest),
+        )
+        .await
+        .map_err(wire)??;
         bump(&inner.stats.bytes_in, self.len);
         Ok(())
     }

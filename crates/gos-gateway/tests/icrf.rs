@@ -238,7 +238,7 @@ async fn a_slow_reader_gets_every_byte_with_large_windows() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    let mut trailer = [0u8; 4];
+    let mut trailer = [0u8; frame::CHECKSUM_LEN];
     recv.read_exact(&mut trailer).await.unwrap();
     let mut checksum = frame::Checksum::new();
     checksum.update(&got);

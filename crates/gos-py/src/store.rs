@@ -232,10 +232,23 @@ impl Store {
         .py_err()
     }
 
-    /// The value under `key` as a read-only `Value` (no copy), or None.
-    fn get(&self, py: Python<'_>, key: &str) -> PyResult<Option<Value>> {
+    /// The value under `key` as a read-only `Value` (no copy), or None. With `verify=True`
+    /// the bytes are checked against the digest the store keeps beside them (one pass over
+    /// the value, GIL released): `CorruptedError` if they differ.
+    #[pyo3(signature = (key, *, verify=false))]
+    fn get(&self, py: Python<'_>, key: &str, verify: bool) -> PyResult<Option<Value>> {
         let key = parse_key(key)?;
-        let value = self.call(py, |s, e| e.run(s.get(&key)))?;
+        let value = if verify {
+            self.call(py, |s, e| {
+                let Some((value, digest)) = e.run(s.get_digested(&key))? else {
+                    return Ok(None);
+                };
+                digest.verify(&value)?;
+                Ok(Some(value))
+            })?
+        } else {
+            self.call(py, |s, e| e.run(s.get(&key)))?
+        };
         Ok(value.map(Value::new))
     }
 
@@ -287,8 +300,9 @@ impl Store {
     }
 
     /// What the store knows of `key` without reading it: a dict with `size`, `readers` (the
-    /// releases left, None if unbounded) and `expires_at` (Unix seconds, None without a
-    /// lease); None if absent.
+    /// releases left, None if unbounded), `expires_at` (Unix seconds, None without a lease)
+    /// and `digest` (the value's XXH3-128 as 32 hex digits, None from a store that keeps
+    /// none); None if absent.
     fn head<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Option<Bound<'py, PyDict>>> {
         let key = parse_key(key)?;
         let Some(meta) = self.call(py, |s, e| e.run(s.head(&key)))? else {
@@ -305,6 +319,7 @@ impl Store {
                     .unwrap_or(0.0)
             }),
         )?;
+        d.set_item("digest", meta.digest.map(|d| d.to_string()))?;
         Ok(Some(d))
     }
 

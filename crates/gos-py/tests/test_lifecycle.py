@@ -20,6 +20,7 @@ def counted(store, key, value, **options):
 def test_release_counts_down_and_deletes_at_zero(store):
     counted(store, "fed/a/round_1", b"weights", readers=2)
     head = store.head("fed/a/round_1")
+    assert head.pop("digest") is not None
     assert head == {"size": 7, "readers": 2, "expires_at": None}
     first = store.release("fed/a/round_1")
     assert first.kind == "remaining" and first.remaining == 1 and not first.deleted
@@ -34,7 +35,10 @@ def test_release_counts_down_and_deletes_at_zero(store):
 
 def test_release_of_an_unbounded_object_changes_nothing(store):
     store.put("k", b"x")
-    assert store.head("k") == {"size": 1, "readers": None, "expires_at": None}
+    head = store.head("k")
+    digest = head.pop("digest")
+    assert head == {"size": 1, "readers": None, "expires_at": None}
+    assert len(digest) == 32 and int(digest, 16) >= 0
     assert store.release("k") == store.release("k")
     assert store.release("k").kind == "unbounded"
     assert bytes(store.get("k")) == b"x"
@@ -73,3 +77,14 @@ def test_reservations_take_the_options(store):
     r.commit()
     assert store.head("r")["readers"] == 1
     assert store.release("r").deleted
+
+
+def test_the_digest_is_kept_with_the_value_and_verified_on_request(store):
+    store.put("a", b"weights of round 1")
+    store.put("b", b"weights of round 2")
+    da, db = store.head("a")["digest"], store.head("b")["digest"]
+    assert da != db, "different bytes, different digests"
+    store.put("a", b"weights of round 2")
+    assert store.head("a")["digest"] == db, "the digest follows the bytes, not the key"
+    assert bytes(store.get("a", verify=True)) == b"weights of round 2"
+    assert store.get("missing", verify=True) is None

@@ -42,14 +42,14 @@ use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use gos_store::{
-    BufferPool, Clock, Error, KeyPrefix, Limits, ObjectKey, ObjectMeta, ObjectStore, PutMode,
-    PutOptions, Readers, ReleaseOutcome, Reservation, Result, StoreStats, lease_deadline,
+    BufferPool, Clock, Digest, Error, KeyPrefix, Limits, ObjectKey, ObjectMeta, ObjectStore,
+    PutMode, PutOptions, Readers, ReleaseOutcome, Reservation, Result, StoreStats, lease_deadline,
     system_clock,
 };
 
@@ -60,12 +60,16 @@ pub const DEFAULT_POOL_BYTES: u64 = 1 << 30;
 /// Number of shards; a power of two.
 const SHARDS: usize = 64;
 
-/// One stored object: its value, the releases it still expects and its deadline.
+/// One stored object: its value, the releases it still expects, its deadline and its digest.
 #[derive(Debug, Clone)]
 struct Entry {
     value: Bytes,
     readers: Readers,
     expires_at: Option<SystemTime>,
+    /// The value's digest: given by a reservation's committer, or computed the first time
+    /// someone asks (a put moves no bytes, so hashing at put would be its only cost). Shared
+    /// with the clones a lookup takes, so that it is computed once, outside the shard lock.
+    digest: Arc<OnceLock<Digest>>,
 }
 
 impl Entry {
@@ -75,6 +79,11 @@ impl Entry {
 
     fn meta(&self) -> ObjectMeta {
         ObjectMeta::new(self.value.len() as u64, self.readers, self.expires_at)
+            .with_digest(Some(self.digest()))
+    }
+
+    fn digest(&self) -> Digest {
+        *self.digest.get_or_init(|| Digest::of(&self.value))
     }
 }
 
@@ -206,12 +215,13 @@ impl MemoryStore {
         value: Bytes,
         options: &PutOptions,
         precharged: bool,
+        digest: Option<Digest>,
     ) -> Result<()> {
-        match self.try_insert(key, value.clone(), options, precharged) {
+        match self.try_insert(key, value.clone(), options, precharged, digest) {
             Err(Error::StoreFull { .. } | Error::TooManyEntries { .. })
                 if self.sweep_expired() > 0 =>
             {
-                self.try_insert(key, value, options, precharged)
+                self.try_insert(key, value, options, precharged, digest)
             }
             other => other,
         }
@@ -231,6 +241,7 @@ impl MemoryStore {
         value: Bytes,
         options: &PutOptions,
         precharged: bool,
+        digest: Option<Digest>,
     ) -> Result<()> {
         let size = value.len() as u64;
         let now = self.clock.now();
@@ -278,6 +289,7 @@ impl MemoryStore {
                 value,
                 readers: options.readers,
                 expires_at: lease_deadline(now, options.lease),
+                digest: Arc::new(digest.map(OnceLock::from).unwrap_or_default()),
             },
         );
         Ok(())
@@ -295,7 +307,7 @@ impl Default for MemoryStore {
 impl ObjectStore for MemoryStore {
     async fn put_opts(&self, key: &ObjectKey, value: Bytes, options: &PutOptions) -> Result<()> {
         self.limits.check_value_size(value.len() as u64)?;
-        self.insert(key, value, options, false)
+        self.insert(key, value, options, false, None)
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>> {
@@ -303,7 +315,15 @@ impl ObjectStore for MemoryStore {
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>> {
-        Ok(self.lookup(key, Entry::meta))
+        // The digest may still have to be computed: do it on a clone, outside the lock.
+        Ok(self.lookup(key, Entry::clone).map(|e| e.meta()))
+    }
+
+    async fn get_digested(&self, key: &ObjectKey) -> Result<Option<(Bytes, Digest)>> {
+        Ok(self.lookup(key, Entry::clone).map(|e| {
+            let digest = e.digest();
+            (e.value, digest)
+        }))
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<bool> {
@@ -472,13 +492,24 @@ impl Reservation for MemoryReservation<'_> {
     }
 
     async fn commit(mut self: Box<Self>) -> Result<()> {
+        self.publish(None)
+    }
+
+    async fn commit_with_digest(mut self: Box<Self>, digest: Digest) -> Result<()> {
+        self.publish(Some(digest))
+    }
+}
+
+impl MemoryReservation<'_> {
+    fn publish(&mut self, digest: Option<Digest>) -> Result<()> {
         let value = self
             .store
             .pool
             .freeze(std::mem::take(&mut self.buf), self.len);
         // A refused commit drops `value`, which returns the buffer to the pool, and then
         // `self`, which returns the charge.
-        self.store.insert(&self.key, value, &self.options, true)?;
+        self.store
+            .insert(&self.key, value, &self.options, true, digest)?;
         self.charged = false;
         Ok(())
     }

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use gos_store::{ObjectKey, PutOptions, Reservation, Result};
+use gos_store::{Digest, ObjectKey, PutOptions, Reservation, Result};
 
 use crate::lock::Inner;
 use crate::table::Lifecycle;
@@ -76,12 +76,19 @@ impl ShmReservation {
         }
     }
 
-    pub(crate) async fn commit_inner(&mut self) -> Result<()> {
+    /// Publishes the reservation with `digest` as its value's (computed here, one pass over
+    /// the value, when the caller has none).
+    pub(crate) async fn commit_inner(&mut self, digest: Option<Digest>) -> Result<()> {
+        let digest = match digest {
+            Some(d) => d,
+            None => Digest::of(self.slice_mut()),
+        };
         let slot = self.store.inner.slot;
         let id = self.id;
         let life = Lifecycle {
             readers: self.options.readers.count().unwrap_or(0),
             expires: crate::lease_millis(self.store.now(), self.options.lease),
+            digest: Some(digest),
         };
         let (key, mode) = (self.key.clone(), self.options.mode);
         self.store
@@ -119,6 +126,10 @@ impl Reservation for ShmReservation {
     }
 
     async fn commit(mut self: Box<Self>) -> Result<()> {
-        self.commit_inner().await
+        self.commit_inner(None).await
+    }
+
+    async fn commit_with_digest(mut self: Box<Self>, digest: Digest) -> Result<()> {
+        self.commit_inner(Some(digest)).await
     }
 }

@@ -8,8 +8,8 @@ use crate::error::ShmError;
 /// `GOSSHM` followed by two zero bytes, read as a little-endian `u64`.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"GOSSHM\0\0");
 /// The layout version this build reads and writes. Bump it on any change to this file.
-/// Version 2 added each record's reader count and lease deadline.
-pub(crate) const LAYOUT_VERSION: u32 = 2;
+/// Version 2 added each record's reader count and lease deadline; version 3 its digest.
+pub(crate) const LAYOUT_VERSION: u32 = 3;
 /// Alignment (and minimum size) of every extent in the arena: one cache line.
 pub(crate) const ALIGN: u64 = 64;
 /// Page size the arena and the regions are aligned to.
@@ -120,7 +120,7 @@ pub(crate) struct Record {
     pub(crate) key_len: u32,
     /// Releases still expected before a live record is deleted; 0 means unbounded.
     pub(crate) readers: u32,
-    /// Unused; zero.
+    /// [`FLAG_DIGEST`] when `digest` holds the value's digest.
     pub(crate) flags: u32,
     /// Offset of the extent in the arena.
     pub(crate) offset: u64,
@@ -137,8 +137,13 @@ pub(crate) struct Record {
     pub(crate) pins: u64,
     /// Lease deadline in milliseconds since the Unix epoch (rounded up); 0 means no lease.
     pub(crate) expires: u64,
+    /// The value's XXH3-128 digest (little-endian halves), valid with [`FLAG_DIGEST`].
+    pub(crate) digest: [u64; 2],
     pub(crate) key: [u8; MAX_KEY_LEN],
 }
+
+/// A record's `digest` field is set.
+pub(crate) const FLAG_DIGEST: u32 = 1;
 
 impl Default for Record {
     fn default() -> Self {
@@ -157,6 +162,7 @@ impl Default for Record {
             hash: 0,
             pins: 0,
             expires: 0,
+            digest: [0; 2],
             key: [0; MAX_KEY_LEN],
         }
     }
@@ -171,6 +177,22 @@ impl Record {
     /// True when the record has a lease that ran out at or before `now_ms`.
     pub(crate) fn expired(&self, now_ms: u64) -> bool {
         self.expires != 0 && self.expires <= now_ms
+    }
+
+    /// The value's digest, if the record holds one.
+    pub(crate) fn digest(&self) -> Option<gos_store::Digest> {
+        (self.flags & FLAG_DIGEST != 0).then(|| {
+            gos_store::Digest::from_u128(
+                u128::from(self.digest[0]) | (u128::from(self.digest[1]) << 64),
+            )
+        })
+    }
+
+    /// Records `digest` as the value's.
+    pub(crate) fn set_digest(&mut self, digest: gos_store::Digest) {
+        let d = digest.as_u128();
+        self.digest = [d as u64, (d >> 64) as u64];
+        self.flags |= FLAG_DIGEST;
     }
 
     /// The end of its extent in the arena, if that does not overflow.

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use gos_store::{
-    Error, KeyPrefix, Limits, ObjectKey, ObjectMeta, ObjectStore, PutOptions, ReleaseOutcome,
-    Reservation, Result, StoreStats,
+    Digest, DigestHasher, Error, KeyPrefix, Limits, ObjectKey, ObjectMeta, ObjectStore, PutOptions,
+    ReleaseOutcome, Reservation, Result, StoreStats,
 };
 
 use crate::ShmStore;
@@ -81,8 +81,10 @@ impl ShmStore {
 impl ObjectStore for ShmStore {
     async fn put_opts(&self, key: &ObjectKey, value: Bytes, options: &PutOptions) -> Result<()> {
         let mut reservation = self.admit(key, value.len(), options, true).await?;
-        reservation.slice_mut().copy_from_slice(&value);
-        reservation.commit_inner().await
+        // The digest rides on the copy: each chunk is hashed while it is still in cache.
+        let mut digest = DigestHasher::new();
+        digest.copy_and_update(reservation.slice_mut(), &value);
+        reservation.commit_inner(Some(digest.finish())).await
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>> {
@@ -92,6 +94,21 @@ impl ObjectStore for ShmStore {
             .locked(move |t| t.pin(slot, key.as_str().as_bytes()))
             .await?;
         Ok(pinned.map(|p| self.pinned_bytes(p)))
+    }
+
+    async fn get_digested(&self, key: &ObjectKey) -> Result<Option<(Bytes, Digest)>> {
+        let slot = self.inner.slot;
+        let key = key.clone();
+        let pinned = self
+            .locked(move |t| t.pin(slot, key.as_str().as_bytes()))
+            .await?;
+        Ok(pinned.map(|p| {
+            let digest = p.digest;
+            let value = self.pinned_bytes(p);
+            // Every record this layout commits has a digest; compute one if it does not.
+            let digest = digest.unwrap_or_else(|| Digest::of(&value));
+            (value, digest)
+        }))
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>> {

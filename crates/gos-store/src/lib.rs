@@ -34,6 +34,7 @@
 #![forbid(unsafe_code)]
 
 mod clock;
+mod digest;
 mod error;
 #[cfg(feature = "serde")]
 mod error_serde;
@@ -46,6 +47,7 @@ mod store;
 
 pub use bytes::Bytes;
 pub use clock::{Clock, ManualClock, SystemClock, from_unix_millis, system_clock, to_unix_millis};
+pub use digest::{Digest, DigestHasher, ParseDigestError};
 pub use error::{Error, KeyError, Result};
 pub use key::{KeyPrefix, MAX_KEY_LEN, ObjectKey, RoundParts};
 pub use limits::{Limits, StoreStats};

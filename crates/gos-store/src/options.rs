@@ -4,6 +4,8 @@
 use std::num::NonZeroU32;
 use std::time::{Duration, SystemTime};
 
+use crate::digest::Digest;
+
 /// What a put does when its key already exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -143,16 +145,27 @@ pub struct ObjectMeta {
     pub readers: Readers,
     /// When the store removes the object by itself, if it has a lease.
     pub expires_at: Option<SystemTime>,
+    /// The digest of the value ([`Digest`]), kept beside it since it was stored; `None` only
+    /// from a backend that keeps no digests. Check what you read with [`Digest::verify`].
+    pub digest: Option<Digest>,
 }
 
 impl ObjectMeta {
-    /// Metadata of a live object.
+    /// Metadata of a live object (with no digest: add it with [`ObjectMeta::with_digest`]).
     pub fn new(size: u64, readers: Readers, expires_at: Option<SystemTime>) -> Self {
         ObjectMeta {
             size,
             readers,
             expires_at,
+            digest: None,
         }
+    }
+
+    /// The same metadata, with this digest.
+    #[must_use]
+    pub fn with_digest(mut self, digest: Option<Digest>) -> Self {
+        self.digest = digest;
+        self
     }
 }
 

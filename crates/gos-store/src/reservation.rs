@@ -5,6 +5,7 @@ use std::fmt;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::digest::Digest;
 use crate::error::Result;
 use crate::key::ObjectKey;
 use crate::options::PutOptions;
@@ -35,6 +36,16 @@ pub trait Reservation: Send + fmt::Debug {
     /// [`reserve`](ObjectStore::reserve) (the same errors as a put, minus the size and
     /// capacity checks already passed at reservation).
     async fn commit(self: Box<Self>) -> Result<()>;
+
+    /// Publishes the reservation like [`commit`](Reservation::commit), with the digest of the
+    /// bytes written: the caller vouches for it (it hashed the bytes as it wrote them, as a
+    /// gateway does while receiving), so a backend that keeps digests stores it as given
+    /// instead of reading the value again. The default ignores it and commits (the backend
+    /// then computes its own, if it keeps one).
+    async fn commit_with_digest(self: Box<Self>, digest: Digest) -> Result<()> {
+        let _ = digest;
+        self.commit().await
+    }
 }
 
 /// A [`Reservation`] in process memory, put into the store on commit: a building block for

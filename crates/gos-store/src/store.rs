@@ -7,6 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::digest::Digest;
 use crate::error::Result;
 use crate::key::{KeyPrefix, ObjectKey};
 use crate::limits::{Limits, StoreStats};
@@ -65,9 +66,22 @@ pub trait ObjectStore: Send + Sync + fmt::Debug + 'static {
     /// The value under `key`, or `None` when there is none (or its lease has run out).
     async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>>;
 
-    /// Size, readers left and lease deadline of the object under `key`, or `None`. Moves no
-    /// value and pins nothing.
+    /// Size, readers left, lease deadline and digest of the object under `key`, or `None`.
+    /// Moves no value and pins nothing.
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>>;
+
+    /// The value under `key` with its [`Digest`], read together (an overwrite between the two
+    /// cannot pair one value with another's digest), or `None`. This is what a gateway sends,
+    /// so that the digest travels with the object without being recomputed.
+    ///
+    /// The default computes the digest of what [`get`](ObjectStore::get) returns (one pass
+    /// over the value); a backend that keeps digests beside its values returns the kept one.
+    async fn get_digested(&self, key: &ObjectKey) -> Result<Option<(Bytes, Digest)>> {
+        Ok(self.get(key).await?.map(|value| {
+            let digest = Digest::of(&value);
+            (value, digest)
+        }))
+    }
 
     /// Removes `key`; true if it existed. Readers holding its value keep it intact.
     async fn delete(&self, key: &ObjectKey) -> Result<bool>;
@@ -162,8 +176,9 @@ pub trait ObjectStoreExt: ObjectStore {
 
 impl<S: ObjectStore + ?Sized> ObjectStoreExt for S {}
 
-/// Forwards every method of [`ObjectStore`] through a smart pointer. Because no method has a
-/// default, forgetting one here fails to compile.
+/// Forwards every method of [`ObjectStore`] through a smart pointer. Only `get_digested` has a
+/// default (a correct, slower one), and it is forwarded too; forgetting any other fails to
+/// compile.
 macro_rules! forward_store {
     ($($ptr:ident),*) => {$(
         #[async_trait]
@@ -181,6 +196,9 @@ macro_rules! forward_store {
             }
             async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>> {
                 (**self).head(key).await
+            }
+            async fn get_digested(&self, key: &ObjectKey) -> Result<Option<(Bytes, Digest)>> {
+                (**self).get_digested(key).await
             }
             async fn delete(&self, key: &ObjectKey) -> Result<bool> {
                 (**self).delete(key).await

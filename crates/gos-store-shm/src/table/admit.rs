@@ -143,6 +143,10 @@ impl Tables<'_> {
         r.seq = seq;
         r.readers = life.readers;
         r.expires = life.expires;
+        r.flags = 0;
+        if let Some(digest) = life.digest {
+            r.set_digest(digest);
+        }
         r.owner = NIL;
         r.charge = 0;
         crate::failpoint!("commit-record-written");

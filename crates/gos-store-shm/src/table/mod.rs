@@ -65,6 +65,7 @@ pub(crate) struct Pinned {
     pub(crate) id: u32,
     pub(crate) offset: u64,
     pub(crate) len: u64,
+    pub(crate) digest: Option<gos_store::Digest>,
 }
 
 /// What a commit records with the value: its reader count and lease deadline.
@@ -74,6 +75,8 @@ pub(crate) struct Lifecycle {
     pub(crate) readers: u32,
     /// Lease deadline in Unix milliseconds; 0 means no lease.
     pub(crate) expires: u64,
+    /// The value's digest.
+    pub(crate) digest: Option<gos_store::Digest>,
 }
 
 fn corrupt(what: impl Into<String>) -> Refusal {

@@ -27,6 +27,7 @@ impl Tables<'_> {
             id,
             offset: rec.offset,
             len: rec.len,
+            digest: rec.digest(),
         }))
     }
 
@@ -56,6 +57,7 @@ impl Tables<'_> {
                 Readers::exactly(rec.readers).unwrap_or(Readers::Unbounded),
                 (rec.expires != 0).then(|| gos_store::from_unix_millis(rec.expires)),
             )
+            .with_digest(rec.digest())
         }))
     }
 

@@ -409,9 +409,11 @@ fn counts_and_leases_live_in_the_record() {
     let mut o = Owned::new(Limits::with_capacity(1 << 20), 1 << 16, 2, 8);
     let mut t = o.tables();
     let now = t.now_ms;
+    let digest = gos_store::Digest::of(b"0123456789");
     let life = Lifecycle {
         readers: 2,
         expires: now + 100,
+        digest: Some(digest),
     };
     let a = t
         .admit(0, 10, Some((b"k", PutMode::Overwrite)))
@@ -423,6 +425,11 @@ fn counts_and_leases_live_in_the_record() {
     assert_eq!(
         meta.expires_at,
         Some(gos_store::from_unix_millis(now + 100))
+    );
+    assert_eq!(
+        meta.digest,
+        Some(digest),
+        "the digest lives in the record too"
     );
     let report = t.check().expect("invariants");
     assert_eq!((report.counted, report.leased, report.pins), (1, 1, 0));
@@ -445,6 +452,7 @@ fn counts_and_leases_live_in_the_record() {
         Lifecycle {
             readers: 0,
             expires: now + 5,
+            digest: None,
         },
     )
     .expect("commit");
