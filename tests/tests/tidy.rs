@@ -29,6 +29,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "gos-store",
                 "gos-store-memory",
                 "gos-store-shm",
+                "gos-store-redis",
                 "gos-topology",
                 "gos-gateway",
             ][..],

@@ -223,6 +223,9 @@ async fn one(
             _cleanup = Some(crate::relay::RemoveOnDrop(name.clone()));
             Arc::new(created)
         }
+        StoreArg::Redis => anyhow::bail!(
+            "gos bench has no redis store: see `cargo bench -p gos-benches --bench redis`"
+        ),
     };
     let federation = Federation::new("bench", graph, Arc::clone(&shared));
     let plan = RoundPlan::new(args.rounds, model as usize);

@@ -46,9 +46,16 @@ pub(crate) struct DemoArgs {
     /// Size of each node's model, such as 32MiB or 100MiB.
     #[arg(long, default_value = "32MiB", value_parser = parse_size)]
     pub(crate) model: u64,
-    /// The store: in-process memory, or shared memory with every node its own process.
+    /// The store: in-process memory, shared memory with every node its own process, or a
+    /// Redis server or cluster you started (--redis-url).
     #[arg(long, value_enum, default_value_t = StoreArg::Memory)]
     pub(crate) store: StoreArg,
+    /// With --store redis: the URL of a Redis server, or of a cluster's masters (repeat the
+    /// flag or give a comma list); default $GOS_REDIS_URL. The demo starts no server: run
+    /// `redis-server --port 6379 --save '' --appendonly no` first (a cluster: docs/redis.md).
+    #[arg(long = "redis-url", value_name = "URL", value_delimiter = ',')]
+    #[serde(default)]
+    pub(crate) redis_url: Vec<String>,
     /// Split the nodes over this many clusters joined by QUIC gateways (memory stores).
     #[arg(long, default_value_t = 1)]
     pub(crate) clusters: usize,
@@ -118,6 +125,8 @@ pub(crate) enum StoreArg {
     Memory,
     /// One shared-memory store on this host.
     Shm,
+    /// A Redis server or Redis Cluster (--redis-url); nodes are tasks.
+    Redis,
 }
 
 /// A delete policy of the demo.
@@ -181,6 +190,17 @@ impl DemoArgs {
             self.clusters,
             self.nodes
         );
+        if self.store == StoreArg::Redis {
+            ensure!(
+                self.clusters == 1,
+                "--store redis and --clusters > 1 cannot be combined (each cluster of the demo uses a memory store)"
+            );
+        } else {
+            ensure!(
+                self.redis_url.is_empty(),
+                "--redis-url applies to --store redis only"
+            );
+        }
         if self.store == StoreArg::Shm && self.clusters > 1 {
             bail!(
                 "--store shm and --clusters > 1 cannot be combined (each cluster of the demo uses a memory store)"
@@ -365,6 +385,12 @@ pub(crate) struct Summary {
 
 pub(crate) async fn run(args: DemoArgs) -> Result<()> {
     args.validate()?;
+    if args.store == StoreArg::Redis {
+        // Not under `until_signal` here: the redis demo cleans its namespace after a signal.
+        let summary = crate::demo_redis::run(&args).await?;
+        print_summary(&args, &summary);
+        return Ok(());
+    }
     let summary = until_signal(async {
         if args.store == StoreArg::Shm {
             crate::relay::run_shm(&args).await
@@ -383,9 +409,9 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
     Ok(())
 }
 
-struct ManagerMeter(
-    Vec<gos::TopologyManager>,
-    Vec<Arc<gos::gateway::HybridTopologyManager>>,
+pub(crate) struct ManagerMeter(
+    pub(crate) Vec<gos::TopologyManager>,
+    pub(crate) Vec<Arc<gos::gateway::HybridTopologyManager>>,
 );
 
 impl gos::Meter for ManagerMeter {
@@ -404,7 +430,7 @@ impl gos::Meter for ManagerMeter {
 }
 
 /// Runs the demo's rounds over nodes that are tasks of this process.
-async fn drive(
+pub(crate) async fn drive(
     args: &DemoArgs,
     nodes: Vec<FederatedNode>,
     meter: &dyn gos::Meter,

@@ -5,6 +5,7 @@
 mod bench;
 mod certs;
 mod demo;
+mod demo_redis;
 mod exit;
 mod instrument;
 mod metrics;

@@ -47,7 +47,9 @@ store without a gateway would be reachable by nobody.
 
 An existing shm store keeps the limits it was made with: when they differ from FILE's, the
 command refuses to serve it (remove it with `gos store rm NAME`, or pass
---accept-store-limits). With a [metrics] section it also serves Prometheus text at
+--accept-store-limits). With `backend = \"redis\"` the store is the namespace `name` on the
+Redis server or cluster of `urls` (started by you, see docs/redis.md); an existing namespace
+made with other limits is refused the same way. With a [metrics] section it also serves Prometheus text at
 http://<metrics.listen>/metrics. Every field of FILE: docs/config.md.
 
 Once listening it prints one line, then runs until SIGINT or SIGTERM:
@@ -110,12 +112,19 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     if !created {
         let (have, want) = (store.limits(), config.store.limits());
         if have != want && !args.accept_store_limits {
+            let remove = if config.store.backend == Backend::Redis {
+                "use another store.name".to_owned()
+            } else {
+                format!(
+                    "remove it (`gos store rm {}`)",
+                    config.store.name.as_deref().unwrap_or("NAME")
+                )
+            };
             bail!(
-                "the existing store {store_desc} has other limits than {} ({}; the file asks for {}): remove it (`gos store rm {}`) or pass --accept-store-limits",
+                "the existing store {store_desc} has other limits than {} ({}; the file asks for {}): {remove} or pass --accept-store-limits",
                 path.display(),
                 describe_limits(&have),
                 describe_limits(&want),
-                config.store.name.as_deref().unwrap_or("NAME"),
             );
         }
     }
@@ -245,17 +254,23 @@ fn config_dir(path: &Path) -> PathBuf {
     }
 }
 
-/// Opens the configured store (the facade's `open_store`: a shared-memory store is opened if
-/// it exists, created otherwise); returns it, a description for the listening line (`shm
-/// <name>` or `memory (in-process)`) and whether this call created it. Creating a large shm
-/// store takes seconds (its arena is allocated and faulted in): a spinner says so meanwhile
-/// when `show` (stderr a terminal, no `--json`).
+/// Opens the configured store (the facade's `open_store_async`: a shared-memory store or a
+/// Redis namespace is opened if it exists, created otherwise); returns it, a description for
+/// the listening line (`shm <name>`, `redis <namespace> on <urls>` or `memory (in-process)`)
+/// and whether this call created it. Creating a large shm store takes seconds (its arena is
+/// allocated and faulted in): a spinner says so meanwhile when `show` (stderr a terminal, no
+/// `--json`).
 async fn open_store(
     config: &ClusterConfig,
     show: bool,
 ) -> Result<(Arc<dyn ObjectStore>, String, bool)> {
     let desc = match (config.store.backend, config.store.name.as_deref()) {
         (Backend::Shm, Some(name)) => format!("shm {name}"),
+        (Backend::Redis, name) => format!(
+            "redis {} on {}",
+            name.unwrap_or("gos"),
+            config.store.urls.as_deref().unwrap_or_default().join(",")
+        ),
         _ => "memory (in-process)".to_owned(),
     };
     let spinner = (config.store.backend == Backend::Shm && show).then(|| {
@@ -270,11 +285,9 @@ async fn open_store(
             fmt_size(arena)
         ))
     });
-    let owned = config.clone();
-    let opened = tokio::task::spawn_blocking(move || gos::open_store(&owned))
+    let opened = gos::open_store_async(config)
         .await
-        .context("the store-opening task")?
-        .map_err(|e| anyhow!("opening the store: {e}"));
+        .map_err(|e| anyhow!("opening the store {desc}: {e}"));
     if let Some(spinner) = spinner {
         spinner.finish_and_clear();
     }

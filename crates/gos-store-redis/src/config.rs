@@ -52,6 +52,10 @@ pub struct RedisConfig {
     /// How long a staged put or a reservation may take before its charge is dropped
     /// (default 10 min); its staging key expires twice this long after its start.
     pub reservation_ttl: Duration,
+    /// Open a namespace created with other limits or buckets with its own (default false:
+    /// such a namespace is refused). The largest value stays this configuration's, at most
+    /// the adopted capacity.
+    pub adopt_limits: bool,
 }
 
 impl RedisConfig {
@@ -67,6 +71,7 @@ impl RedisConfig {
             response_timeout: Duration::from_secs(30),
             connection_timeout: Duration::from_secs(5),
             reservation_ttl: Duration::from_secs(600),
+            adopt_limits: false,
         }
     }
 
@@ -123,6 +128,13 @@ impl RedisConfig {
     #[must_use]
     pub fn reservation_ttl(mut self, ttl: Duration) -> Self {
         self.reservation_ttl = ttl;
+        self
+    }
+
+    /// Sets whether an existing namespace's own limits and buckets are adopted.
+    #[must_use]
+    pub fn adopt_limits(mut self, adopt: bool) -> Self {
+        self.adopt_limits = adopt;
         self
     }
 

@@ -189,9 +189,58 @@ impl RedisStore {
     pub async fn open_with_clock(config: RedisConfig, clock: Arc<dyn Clock>) -> Result<Self> {
         config.validate()?;
         let conn = Conn::connect(&config).await?;
-        let ns = &config.namespace;
         let cap = config.limits.capacity_bytes.min(MAX_LIMIT);
         let max_entries = config.limits.max_entries.min(MAX_LIMIT);
+        let buckets = u64::from(config.buckets);
+        let store = RedisStore::assemble(config, conn.clone(), Arc::clone(&clock));
+        let (_, got_cap, got_entries, got_buckets): Reply = store
+            .ledger_script(&SCRIPTS.ledger_init, &[cap, max_entries, buckets])
+            .await?;
+        let got = (
+            got_cap.max(0) as u64,
+            got_entries.max(0) as u64,
+            got_buckets.max(0) as u64,
+        );
+        if got == (cap, max_entries, buckets) {
+            return Ok(store);
+        }
+        let ns = &store.inner.config.namespace;
+        let adoptable = got.0 > 0 && (1..=16384).contains(&got.2);
+        if !(store.inner.config.adopt_limits && adoptable) {
+            return Err(Error::InvalidArgument(format!(
+                "namespace `{ns}` was created with capacity {}, {} entries and {} buckets, not \
+                 {cap}, {max_entries} and {buckets}",
+                got.0, got.1, got.2
+            )));
+        }
+        // Adopt the namespace's own limits: a value stored as the cap means "unbounded".
+        let unclamp = |stored: u64, asked: u64| {
+            if stored == asked.min(MAX_LIMIT) {
+                asked
+            } else if stored >= MAX_LIMIT {
+                u64::MAX
+            } else {
+                stored
+            }
+        };
+        let mut config = store.inner.config.clone();
+        let capacity = unclamp(got.0, config.limits.capacity_bytes);
+        config.limits = Limits::with_capacity(capacity)
+            .max_value_size(config.limits.max_value_size.min(capacity))
+            .max_entries(unclamp(got.1, config.limits.max_entries));
+        config.buckets = got.2 as u32;
+        tracing::info!(
+            namespace = %config.namespace,
+            "adopting the limits the namespace was created with: {:?}, {} buckets",
+            config.limits,
+            config.buckets
+        );
+        Ok(RedisStore::assemble(config, conn, clock))
+    }
+
+    /// A handle on `conn` with `config`'s namespace and buckets (nothing sent yet).
+    fn assemble(config: RedisConfig, conn: Conn, clock: Arc<dyn Clock>) -> Self {
+        let ns = &config.namespace;
         let inner = Inner {
             ledger: format!("{{gos:{ns}}}L"),
             tags: (0..config.buckets)
@@ -202,26 +251,9 @@ impl RedisStore {
             refunds: shared_refunds(&config),
             config,
         };
-        let store = RedisStore {
+        RedisStore {
             inner: Arc::new(inner),
-        };
-        let (_, got_cap, got_entries, got_buckets): Reply = store
-            .ledger_script(
-                &SCRIPTS.ledger_init,
-                &[cap, max_entries, u64::from(store.inner.config.buckets)],
-            )
-            .await?;
-        if (got_cap as u64, got_entries as u64, got_buckets as u64)
-            != (cap, max_entries, u64::from(store.inner.config.buckets))
-        {
-            return Err(Error::InvalidArgument(format!(
-                "namespace `{ns}` was created with capacity {got_cap}, {got_entries} entries and \
-                 {got_buckets} buckets, not {cap}, {max_entries} and {}",
-                store.inner.config.buckets,
-                ns = store.inner.config.namespace
-            )));
         }
-        Ok(store)
     }
 
     /// Another handle on the same store, with its own connections (as another process would
@@ -269,6 +301,36 @@ impl RedisStore {
         self.ledger_script(&SCRIPTS.ledger_set, &[total.0, total.1])
             .await?;
         Ok(())
+    }
+
+    /// Removes the whole namespace from Redis: every object, the staging data of puts and
+    /// reservations in flight, the buckets' bookkeeping and the ledger; returns how many
+    /// objects it removed. For a namespace no other client is using (a demo's, a test's): a
+    /// writer still at work would recreate parts of it. Cost: one script per bucket and per
+    /// 1000 objects.
+    pub async fn destroy(&self) -> Result<usize> {
+        self.drain_pending().await?;
+        let counts = self
+            .each_bucket(|b| async move {
+                let mut removed = 0usize;
+                loop {
+                    let reply = self.bucket_script(&SCRIPTS.destroy, b, &[]).await?;
+                    removed += reply.1.max(0) as usize;
+                    match reply.0.as_str() {
+                        "MORE" => {}
+                        "OK" => return Ok(removed),
+                        _ => return Err(unexpected("destroy", &reply)),
+                    }
+                }
+            })
+            .await?;
+        let mut conn = self.inner.conn.clone();
+        redis::cmd("UNLINK")
+            .arg(self.inner.ledger.as_str())
+            .exec_async(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(counts.iter().sum())
     }
 
     /// Charges and uploads `value` for `key` without installing it: the first half of a put.
@@ -490,15 +552,22 @@ impl RedisStore {
             .max(1);
         let head = header(staged.options.readers, self.deadline_ms(&staged.options));
         let mut conn = self.inner.conn.clone();
+        // The header and the first chunk in one `SET`, written straight into the command (no
+        // concatenated copy): a value of one chunk is stored by Redis as it arrives, where an
+        // `APPEND` to a header would copy it once more on the server.
+        let mut chunks = value.chunks(self.inner.config.chunk_size);
         redis::cmd("SET")
             .arg(&staging)
-            .arg(&head[..])
+            .arg(Framed {
+                head: &head,
+                body: chunks.next().unwrap_or_default(),
+            })
             .arg("PX")
             .arg(ttl_ms)
             .exec_async(&mut conn)
             .await
             .map_err(|e| self.err(e))?;
-        for chunk in value.chunks(self.inner.config.chunk_size) {
+        for chunk in chunks {
             redis::cmd("APPEND")
                 .arg(&staging)
                 .arg(chunk)
@@ -891,6 +960,23 @@ impl Drop for StagedPut {
             self.store
                 .queue_refund(self.bucket, std::mem::take(&mut self.id));
         }
+    }
+}
+
+/// One command argument made of a header and a body, written into the command buffer without
+/// first concatenating them.
+struct Framed<'a> {
+    head: &'a [u8],
+    body: &'a [u8],
+}
+
+impl redis::ToRedisArgs for Framed<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        use std::io::Write;
+        let mut arg = out.writer_for_next_arg();
+        // Writing into the command's own buffer cannot fail.
+        let _ = arg.write_all(self.head);
+        let _ = arg.write_all(self.body);
     }
 }
 

@@ -323,6 +323,22 @@ redis.call('HSET', L, 'gb', ARGV[1], 'ge', ARGV[2])
 return {'OK', 0, 0, 0}
 "#;
 
+/// Removes the bucket's keys (for `RedisStore::destroy`): up to 1000 objects a call
+/// (`MORE`), then the staging keys of its reservations and its bookkeeping (`OK`).
+const DESTROY: &str = r#"
+local names = redis.call('ZRANGE', I, 0, 999)
+for _, name in ipairs(names) do
+  redis.call('UNLINK', P..'o:'..name)
+  redis.call('ZREM', I, name)
+end
+if #names == 1000 then return {'MORE', #names, 0, 0} end
+for _, id in ipairs(redis.call('HKEYS', RL)) do
+  redis.call('UNLINK', P..'s:'..id)
+end
+redis.call('UNLINK', A, I, X, R, RL)
+return {'OK', #names, 0, 0}
+"#;
+
 fn bucket(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}{body}"))
 }
@@ -344,6 +360,7 @@ pub(crate) struct Scripts {
     pub(crate) shed: Script,
     pub(crate) credit: Script,
     pub(crate) quota: Script,
+    pub(crate) destroy: Script,
     pub(crate) ledger_init: Script,
     pub(crate) ledger_grant: Script,
     pub(crate) ledger_give_back: Script,
@@ -365,6 +382,7 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     shed: bucket(SHED),
     credit: bucket(CREDIT),
     quota: bucket(QUOTA),
+    destroy: bucket(DESTROY),
     ledger_init: Script::new(LEDGER_INIT),
     ledger_grant: Script::new(LEDGER_GRANT),
     ledger_give_back: Script::new(LEDGER_GIVE_BACK),

@@ -486,3 +486,75 @@ async fn a_dropped_reservation_is_freed_for_the_next_operation_of_any_handle() {
         "the next operation on another handle sees the refund"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopt_limits_opens_a_namespace_with_its_own_limits() {
+    let redis = common::standalone();
+    let made = Limits::with_capacity(3 << 20).max_entries(7);
+    let config = redis.config(made).buckets(4);
+    let first = RedisStore::open(config.clone()).await.expect("create");
+    let other = config
+        .clone()
+        .limits(Limits::with_capacity(9 << 20).max_value_size(5 << 20))
+        .buckets(8)
+        .adopt_limits(true);
+    let adopted = RedisStore::open(other).await.expect("adopt");
+    let limits = adopted.limits();
+    assert_eq!((limits.capacity_bytes, limits.max_entries), (3 << 20, 7));
+    // The largest value is this configuration's, at most the adopted capacity.
+    assert_eq!(limits.max_value_size, 3 << 20);
+    assert_eq!(adopted.config().buckets, 4);
+    // Both handles see the same objects (the same buckets).
+    let k = key("fed/n1/round_1");
+    first.put(&k, uniform(3, 100)).await.expect("put");
+    assert_eq!(adopted.get(&k).await.expect("get"), Some(uniform(3, 100)));
+    assert_eq!(adopted.len().await.expect("len"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroy_removes_every_key_of_the_namespace_and_no_other() {
+    let redis = common::cluster();
+    let keep = redis.store(Limits::with_capacity(64 << 20)).await;
+    keep.put(&key("other/n1/round_1"), uniform(1, 10))
+        .await
+        .expect("put");
+    let store = RedisStore::open(
+        redis
+            .config(Limits::with_capacity(64 << 20))
+            .inline_max(1000),
+    )
+    .await
+    .expect("open");
+    for i in 0..40 {
+        store
+            .put(&key(&format!("fed/n{i}/round_1")), uniform(2, 100 + i * 50))
+            .await
+            .expect("put");
+    }
+    // A staged put in flight and a live reservation: their staging data goes too.
+    let staged = store
+        .stage(&key("fed/staged/round_1"), &[5u8; 4000], &PutOptions::new())
+        .await
+        .expect("stage");
+    let staging = staged.staging_key();
+    std::mem::forget(staged);
+    assert!(store.pttl(&staging).await.expect("pttl") > 0);
+    assert_eq!(store.destroy().await.expect("destroy"), 40);
+    assert_eq!(store.pttl(&staging).await.expect("pttl"), -2);
+    // No key of the namespace is left on any master; the other namespace is whole.
+    let ns = store.config().namespace.clone();
+    for url in &redis.urls {
+        let client = redis::Client::open(url.as_str()).expect("client");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("*gos:{ns}*"))
+            .query_async(&mut conn)
+            .await
+            .expect("keys");
+        assert!(keys.is_empty(), "{url} still holds {keys:?}");
+    }
+    assert_eq!(keep.len().await.expect("len"), 1);
+}

@@ -4,8 +4,8 @@
 //! charge left). This test binary re-executes itself (the `child` test with `GOS_REDIS_ROLE`
 //! set) for the two processes.
 //!
-//! Written against the store trait with the same put-with-readers / release rounds as
-//! `gos::FederatedNode`, whose API was still changing when this was written.
+//! Written against the store trait alone (this crate cannot depend on the facade); the same
+//! rounds through `gos::FederatedNode` are `crates/gos/tests/redis_processes.rs`.
 
 mod common;
 

@@ -168,7 +168,7 @@ impl Cluster {
     /// Relative paths in the configuration are taken from `base`.
     pub async fn start(config: ClusterConfig, base: &Path) -> Result<Cluster, GosError> {
         let topology = config.topology.build(base)?;
-        let opened = open_store(&config)?;
+        let opened = open_store_async(&config).await?;
         let store = opened.store;
         let bus = match Self::bus(&config, base, topology, &store).await {
             Ok(bus) => bus,
@@ -422,12 +422,75 @@ pub struct OpenedStore {
     pub created: bool,
 }
 
-/// Opens the store a configuration describes: a new `MemoryStore`, or the shared-memory store
-/// of `store.name`, created with the configured limits if it does not exist yet (an existing
-/// one keeps its own limits).
+/// Opens the store a configuration describes: a new `MemoryStore`; the shared-memory store of
+/// `store.name`, created with the configured limits if it does not exist yet; or (feature
+/// `redis`) the Redis namespace `store.name` on `store.urls`, created with the configured
+/// limits if it does not exist yet. An existing store keeps its own limits: compare
+/// [`ObjectStore::limits`] with the file's to refuse it.
+///
+/// This is the one place that decides how a backend is opened. Opening a shared-memory store
+/// blocks (creating one allocates its arena), so it runs on tokio's blocking pool; a Redis
+/// store is opened on the calling runtime, whose tasks keep its connections.
+pub async fn open_store_async(config: &ClusterConfig) -> Result<OpenedStore, GosError> {
+    match config.store.backend {
+        Backend::Redis => open_redis(config).await,
+        Backend::Memory | Backend::Shm => {
+            let owned = config.clone();
+            tokio::task::spawn_blocking(move || open_store(&owned))
+                .await
+                .map_err(|e| {
+                    GosError::Store(gos_store::Error::Unavailable(format!(
+                        "the store-opening task failed: {e}"
+                    )))
+                })?
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+async fn open_redis(config: &ClusterConfig) -> Result<OpenedStore, GosError> {
+    let store =
+        gos_store_redis::RedisStore::open(redis_config(&config.store).adopt_limits(true)).await?;
+    Ok(OpenedStore {
+        store: Arc::new(store),
+        created: false,
+    })
+}
+
+#[cfg(not(feature = "redis"))]
+async fn open_redis(_config: &ClusterConfig) -> Result<OpenedStore, GosError> {
+    Err(redis_disabled())
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_disabled() -> GosError {
+    ConfigError::FeatureDisabled {
+        what: "the redis backend",
+        feature: "redis",
+    }
+    .into()
+}
+
+/// Opens the store a configuration describes without a runtime, as
+/// [`open_store_async`] does, for the memory and shared-memory backends. A Redis store needs
+/// the runtime that will run its connections: for it this answers an error pointing to
+/// [`open_store_async`] (or, without feature `redis`, [`ConfigError::FeatureDisabled`]).
 pub fn open_store(config: &ClusterConfig) -> Result<OpenedStore, GosError> {
     let limits = config.store.limits();
     match config.store.backend {
+        Backend::Redis => {
+            #[cfg(feature = "redis")]
+            {
+                Err(ConfigError::Invalid(
+                    "the redis backend opens on a tokio runtime: use gos::open_store_async".into(),
+                )
+                .into())
+            }
+            #[cfg(not(feature = "redis"))]
+            {
+                Err(redis_disabled())
+            }
+        }
         Backend::Memory => {
             #[cfg(feature = "memory")]
             {
@@ -498,4 +561,31 @@ pub fn shm_config(store: &crate::config::StoreConfig) -> gos_store_shm::ShmConfi
         shm = shm.max_objects(n);
     }
     shm
+}
+
+/// The Redis settings a `[store]` section describes: `urls`, the namespace `name`, the limits,
+/// and the timeouts, buckets and chunk size when set (`gos-store-redis`'s defaults otherwise).
+#[cfg(feature = "redis")]
+pub fn redis_config(store: &crate::config::StoreConfig) -> gos_store_redis::RedisConfig {
+    let mut redis = gos_store_redis::RedisConfig::new(store.urls.clone().unwrap_or_default())
+        .limits(store.limits());
+    if let Some(name) = &store.name {
+        redis = redis.namespace(name.clone());
+    }
+    if let Some(d) = store.response_timeout {
+        redis = redis.response_timeout(d);
+    }
+    if let Some(d) = store.connection_timeout {
+        redis = redis.connection_timeout(d);
+    }
+    if let Some(d) = store.reservation_ttl {
+        redis = redis.reservation_ttl(d);
+    }
+    if let Some(n) = store.buckets {
+        redis = redis.buckets(n);
+    }
+    if let Some(size) = store.chunk_size {
+        redis = redis.chunk_size(usize::try_from(size.0).unwrap_or(usize::MAX));
+    }
+    redis
 }

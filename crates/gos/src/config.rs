@@ -11,11 +11,12 @@
 //! cluster_id = "cluster-a"
 //!
 //! [store]
-//! backend = "shm"            # "memory" (default) or "shm"
+//! backend = "shm"            # "memory" (default), "shm" or "redis" (feature `redis`)
 //! name = "cluster-a"         # shm: the store's name in /dev/shm
 //! capacity = "2GiB"          # shm: the file is about twice this (see `arena`)
 //! max_value_size = "512MiB"
 //! max_entries = 4096
+//! # urls = ["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]  # redis: the servers
 //!
 //! [topology]
 //! kind = "ring"              # ring | star | full | k_connected | custom
@@ -127,7 +128,8 @@ pub struct StoreConfig {
     /// The backend.
     #[serde(default)]
     pub backend: Backend,
-    /// The store's name (shared memory: the file in `/dev/shm`).
+    /// The store's name (shared memory: the file in `/dev/shm`; Redis: the namespace every key
+    /// starts with, default `gos`).
     #[serde(default)]
     pub name: Option<String>,
     /// Capacity: the bytes of live values the store holds at most (`"2GiB"`, `"512MiB"` or a
@@ -153,6 +155,27 @@ pub struct StoreConfig {
     /// can track (default `min(2 * max_entries + 64, 4096)`).
     #[serde(default)]
     pub max_objects: Option<u32>,
+    /// Redis: the servers' `redis://` or `rediss://` URLs (user and password in the URL). One
+    /// URL opens a standalone server, or the cluster it belongs to; several open a cluster.
+    #[serde(default)]
+    pub urls: Option<Vec<String>>,
+    /// Redis: how long one command may take (default: `gos-store-redis`'s, 30 s).
+    #[serde(default, with = "humantime_serde")]
+    pub response_timeout: Option<Duration>,
+    /// Redis: how long connecting may take (default 5 s).
+    #[serde(default, with = "humantime_serde")]
+    pub connection_timeout: Option<Duration>,
+    /// Redis: how long a chunked put or a reservation may take before its charge is dropped
+    /// (default 10 min).
+    #[serde(default, with = "humantime_serde")]
+    pub reservation_ttl: Option<Duration>,
+    /// Redis: the hash slots objects are spread over, fixed when the namespace is created
+    /// (default 32).
+    #[serde(default)]
+    pub buckets: Option<u32>,
+    /// Redis: the size of the chunks a large value is sent in (default 256 MiB).
+    #[serde(default, deserialize_with = "de_opt_size")]
+    pub chunk_size: Option<ByteSize>,
 }
 
 fn default_capacity() -> ByteSize {
@@ -174,6 +197,12 @@ impl Default for StoreConfig {
             arena: None,
             max_processes: None,
             max_objects: None,
+            urls: None,
+            response_timeout: None,
+            connection_timeout: None,
+            reservation_ttl: None,
+            buckets: None,
+            chunk_size: None,
         }
     }
 }
@@ -187,6 +216,60 @@ impl StoreConfig {
     }
 }
 
+impl StoreConfig {
+    /// Refuses the settings of another backend than the chosen one, and checks the Redis
+    /// settings (with feature `redis`, as `gos-store-redis` checks them).
+    fn validate_backend_fields(&self) -> Result<(), ConfigError> {
+        let shm_only = [
+            ("arena", self.arena.is_some()),
+            ("max_processes", self.max_processes.is_some()),
+            ("max_objects", self.max_objects.is_some()),
+        ];
+        let redis_only = [
+            ("urls", self.urls.is_some()),
+            ("response_timeout", self.response_timeout.is_some()),
+            ("connection_timeout", self.connection_timeout.is_some()),
+            ("reservation_ttl", self.reservation_ttl.is_some()),
+            ("buckets", self.buckets.is_some()),
+            ("chunk_size", self.chunk_size.is_some()),
+        ];
+        let fields = shm_only
+            .iter()
+            .map(|f| (f, Backend::Shm, "shm"))
+            .chain(redis_only.iter().map(|f| (f, Backend::Redis, "redis")));
+        for ((field, set), owner, name) in fields {
+            if *set && self.backend != owner {
+                return Err(ConfigError::Invalid(format!(
+                    "store.{field} applies to the {name} backend only"
+                )));
+            }
+        }
+        if self.backend == Backend::Redis {
+            let urls = self.urls.as_deref().unwrap_or_default();
+            if urls.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "store.urls is required for the redis backend (such as [\"redis://127.0.0.1:6379\"])"
+                        .into(),
+                ));
+            }
+            if let Some(url) = urls
+                .iter()
+                .find(|u| !(u.starts_with("redis://") || u.starts_with("rediss://")))
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "store.urls: `{}` is not a redis:// or rediss:// url",
+                    url.escape_debug()
+                )));
+            }
+            #[cfg(feature = "redis")]
+            crate::cluster::redis_config(self)
+                .validate()
+                .map_err(|e| ConfigError::Invalid(format!("store: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
 /// A store backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -196,6 +279,8 @@ pub enum Backend {
     Memory,
     /// Host-wide shared memory (`ShmStore`).
     Shm,
+    /// A Redis server or a Redis Cluster (`RedisStore`, feature `redis`).
+    Redis,
 }
 
 /// The topology section.
@@ -687,19 +772,7 @@ impl ClusterConfig {
                 self.store.capacity
             )));
         }
-        if self.store.backend == Backend::Memory {
-            for (field, set) in [
-                ("arena", self.store.arena.is_some()),
-                ("max_processes", self.store.max_processes.is_some()),
-                ("max_objects", self.store.max_objects.is_some()),
-            ] {
-                if set {
-                    return Err(ConfigError::Invalid(format!(
-                        "store.{field} applies to the shm backend only"
-                    )));
-                }
-            }
-        }
+        self.store.validate_backend_fields()?;
         if let Some(arena) = self.store.arena
             && arena.0 < self.store.capacity.0
         {
@@ -1041,6 +1114,130 @@ mod tests {
             err.to_string().contains("smaller than store.capacity"),
             "{err}"
         );
+    }
+
+    const REDIS: &str = r#"
+        fed_id = "exp"
+        [store]
+        backend = "redis"
+        name = "exp1"
+        urls = ["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]
+        capacity = "1GiB"
+        response_timeout = "1m"
+        connection_timeout = "2s"
+        reservation_ttl = "5m"
+        buckets = 16
+        chunk_size = "64MiB"
+        [topology]
+        kind = "ring"
+        nodes = 3
+    "#;
+
+    #[test]
+    fn redis_settings_are_read_and_refused_for_other_backends() {
+        let c = ClusterConfig::from_toml(REDIS).unwrap();
+        assert_eq!(c.store.backend, Backend::Redis);
+        assert_eq!(c.store.urls.as_ref().map(Vec::len), Some(2));
+        assert_eq!(c.store.response_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(c.store.connection_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(c.store.reservation_ttl, Some(Duration::from_secs(300)));
+        assert_eq!(c.store.buckets, Some(16));
+        assert_eq!(c.store.chunk_size, Some(ByteSize(64 << 20)));
+        // The Redis settings belong to the redis backend only.
+        for backend in ["memory", "shm"] {
+            let err = ClusterConfig::from_toml(
+                &REDIS.replace("backend = \"redis\"", &format!("backend = \"{backend}\"")),
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains("redis backend only"), "{err}");
+        }
+        // The shm settings are refused for redis.
+        for extra in ["arena = \"2GiB\"", "max_processes = 8", "max_objects = 100"] {
+            let err = ClusterConfig::from_toml(&REDIS.replace("buckets = 16", extra)).unwrap_err();
+            assert!(
+                err.to_string().contains("shm backend only"),
+                "{extra}: {err}"
+            );
+        }
+        // The urls are required, and must be redis urls.
+        let minimal = "fed_id = \"x\"\n[store]\nbackend = \"redis\"\n[topology]\nkind = \"ring\"\nnodes = 3\n";
+        let err = ClusterConfig::from_toml(minimal).unwrap_err();
+        assert!(err.to_string().contains("store.urls is required"), "{err}");
+        let err = ClusterConfig::from_toml(
+            &minimal.replace("backend = \"redis\"", "backend = \"redis\"\nurls = []"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("store.urls is required"), "{err}");
+        let err = ClusterConfig::from_toml(&REDIS.replace("redis://127.0.0.1:7001", "http://x"))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("`http://x` is not a redis"),
+            "{err}"
+        );
+    }
+
+    /// With the store crate at hand, its own checks run when the file is read.
+    #[cfg(feature = "redis")]
+    #[test]
+    fn redis_settings_are_checked_by_the_store_crate_and_mapped_to_its_config() {
+        let c = ClusterConfig::from_toml(REDIS).unwrap();
+        let r = crate::redis_config(&c.store);
+        assert_eq!(r.urls.len(), 2);
+        assert_eq!(r.namespace, "exp1");
+        assert_eq!(r.limits, c.store.limits());
+        assert_eq!(r.response_timeout, Duration::from_secs(60));
+        assert_eq!(r.connection_timeout, Duration::from_secs(2));
+        assert_eq!(r.reservation_ttl, Duration::from_secs(300));
+        assert_eq!((r.buckets, r.chunk_size), (16, 64 << 20));
+        // Unset settings keep gos-store-redis's defaults (not copies of them).
+        let bare = ClusterConfig::from_toml(
+            "fed_id = \"x\"\n[store]\nbackend = \"redis\"\nurls = [\"redis://h:1\"]\n[topology]\nkind = \"ring\"\nnodes = 3\n",
+        )
+        .unwrap();
+        let r = crate::redis_config(&bare.store);
+        let d = gos_store_redis::RedisConfig::new(["redis://h:1"]);
+        assert_eq!(
+            (r.namespace, r.response_timeout, r.buckets, r.chunk_size),
+            (d.namespace, d.response_timeout, d.buckets, d.chunk_size)
+        );
+        for (from, to, want) in [
+            ("name = \"exp1\"", "name = \"a{b}\"", "namespace `a{b}`"),
+            ("buckets = 16", "buckets = 0", "buckets is 0"),
+            (
+                "response_timeout = \"1m\"",
+                "response_timeout = \"0s\"",
+                "response_timeout",
+            ),
+        ] {
+            let err = ClusterConfig::from_toml(&REDIS.replace(from, to)).unwrap_err();
+            assert!(err.to_string().contains(want), "{to}: {err}");
+        }
+    }
+
+    /// Without feature `redis`, a redis store is a typed error naming the feature.
+    #[cfg(not(feature = "redis"))]
+    #[test]
+    fn redis_without_the_feature_is_a_typed_error_naming_it() {
+        let c = ClusterConfig::from_toml(REDIS).unwrap();
+        let named = |e: crate::GosError| {
+            assert!(
+                matches!(
+                    e,
+                    crate::GosError::Config(ConfigError::FeatureDisabled {
+                        feature: "redis",
+                        ..
+                    })
+                ),
+                "{e:?}"
+            );
+            assert!(e.to_string().contains("`redis` feature"), "{e}");
+        };
+        named(crate::open_store(&c).unwrap_err());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        named(rt.block_on(crate::open_store_async(&c)).unwrap_err());
     }
 
     /// The fields a section accepts, read from serde's unknown-field error (so that a field

@@ -11,6 +11,7 @@
 //! |---|---|---|
 //! | `memory` | yes | [`MemoryStore`] (`gos-store-memory`): in-process, zero-copy |
 //! | `shm` | no | `ShmStore` (`gos-store-shm`, as `gos::shm`): one store for all processes of a host |
+//! | `redis` | no | `RedisStore` (`gos-store-redis`, as `gos::redis`): one store in a Redis server or Redis Cluster, for processes on many hosts |
 //! | `gateway` | no | `gos-gateway` (as `gos::gateway`): QUIC between clusters, `RemoteStore`, hybrid topology |
 //!
 //! # A round
@@ -57,9 +58,11 @@ mod measure;
 mod node;
 
 pub use bus::{Bus, Inbox};
+#[cfg(feature = "redis")]
+pub use cluster::redis_config;
 #[cfg(feature = "shm")]
 pub use cluster::shm_config;
-pub use cluster::{Cluster, Federation, OpenedStore, open_store};
+pub use cluster::{Cluster, Federation, OpenedStore, open_store, open_store_async};
 pub use config::{ClusterConfig, ConfigError};
 pub use error::GosError;
 pub use measure::{
@@ -98,6 +101,12 @@ pub use gos_store_memory::MemoryStore;
 #[cfg(feature = "shm")]
 pub mod shm {
     pub use gos_store_shm::*;
+}
+
+/// The Redis backend (`gos-store-redis`).
+#[cfg(feature = "redis")]
+pub mod redis {
+    pub use gos_store_redis::*;
 }
 
 /// ICRF: gateways between clusters (`gos-gateway`).
