@@ -23,8 +23,9 @@ def gos_bin():
     env = os.environ.get("GOS_BIN")
     if env:
         return env
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     for profile in ("debug", "release"):
-        path = ROOT / "target" / profile / "gos"
+        path = target / profile / "gos"
         if path.exists():
             return str(path)
     pytest.skip("the gos binary is not built (cargo build -p gos-cli)")
