@@ -42,18 +42,34 @@ pub(crate) struct Link {
     clock: Arc<dyn Clock>,
     /// Reservations dropped uncommitted whose cancellation the gateway has not answered yet:
     /// every request waits for them first, so that it sees their space freed.
-    aborts: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    aborts: Aborts,
+}
+
+/// A reservation dropped uncommitted: its stream was reset, and the gateway ends its side once
+/// it has dropped the reservation there.
+#[derive(Debug)]
+enum Abort {
+    /// Dropped inside a runtime: a task of it waits for the gateway's end of the stream.
+    Task(tokio::task::JoinHandle<()>),
+    /// Dropped outside any runtime (a synchronous caller's thread): the next request waits.
+    Stream(RecvStream, Duration),
+}
+
+/// Reads `recv` to its end (the gateway's answer to the reset), for at most `wait`.
+async fn drain(mut recv: RecvStream, wait: Duration) {
+    let mut sink = [0u8; 4096];
+    let drain = async { while let Ok(Some(_)) = recv.read(&mut sink).await {} };
+    if tokio::time::timeout(wait, drain).await.is_err() {
+        recv.stop(VarInt::from_u32(code::CANCELLED)).ok();
+    }
 }
 
 /// The pending cancellations of every link of this process to the gateway at `addr`: a
 /// request on any of them waits for the reservations dropped on the others, so that no handle
 /// of this process sees space still held by a reservation another one dropped.
-type Aborts = Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>;
+type Aborts = Arc<std::sync::Mutex<Vec<Abort>>>;
 type AbortRegistry = std::sync::Mutex<
-    std::collections::HashMap<
-        SocketAddr,
-        std::sync::Weak<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
-    >,
+    std::collections::HashMap<SocketAddr, std::sync::Weak<std::sync::Mutex<Vec<Abort>>>>,
 >;
 
 fn shared_aborts(addr: SocketAddr) -> Aborts {
@@ -81,8 +97,13 @@ impl Link {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .drain(..)
             .collect();
-        for task in pending {
-            task.await.ok();
+        for abort in pending {
+            match abort {
+                Abort::Task(task) => {
+                    task.await.ok();
+                }
+                Abort::Stream(recv, wait) => drain(recv, wait).await,
+            }
         }
     }
 
@@ -368,7 +389,7 @@ pub(crate) struct Upload {
     limits: WireLimits,
     io: Duration,
     done: bool,
-    aborts: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    aborts: Aborts,
 }
 
 impl Upload {
@@ -401,27 +422,16 @@ impl Drop for Upload {
             // then ends its side of the stream. The link's next request waits for that end
             // (bounded), so it sees the space freed.
             self.send.reset(VarInt::from_u32(code::CANCELLED)).ok();
-            if let Some(mut recv) = self.recv.take() {
+            if let Some(recv) = self.recv.take() {
                 let wait = self.io * 2;
-                match tokio::runtime::Handle::try_current() {
-                    Ok(handle) => {
-                        let task = handle.spawn(async move {
-                            let mut sink = [0u8; 4096];
-                            let drain =
-                                async { while let Ok(Some(_)) = recv.read(&mut sink).await {} };
-                            if tokio::time::timeout(wait, drain).await.is_err() {
-                                recv.stop(VarInt::from_u32(code::CANCELLED)).ok();
-                            }
-                        });
-                        self.aborts
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .push(task);
-                    }
-                    Err(_) => {
-                        recv.stop(VarInt::from_u32(code::CANCELLED)).ok();
-                    }
-                }
+                let abort = match tokio::runtime::Handle::try_current() {
+                    Ok(handle) => Abort::Task(handle.spawn(drain(recv, wait))),
+                    Err(_) => Abort::Stream(recv, wait),
+                };
+                self.aborts
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(abort);
             }
         }
     }

@@ -381,3 +381,21 @@ async fn a_reader_that_stalls_a_get_is_cut_at_its_deadline() {
     assert!(matches!(end, Err(quinn::ReadError::Reset(_))), "{end:?}");
     assert!(total < 40 << 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reservation_dropped_outside_a_runtime_is_freed_before_the_next_request() {
+    let fed = Fed::new();
+    let store = memory(16 << 20);
+    let gw = fed.gateway("alpha", &["a"], store.clone()).await;
+    let a = RemoteStore::connect(fed.client("a", &gw)).await.unwrap();
+    for round in 0..100 {
+        let r = a
+            .reserve(&key(&format!("r/{round}")), 1 << 20, &PutOptions::new())
+            .await
+            .unwrap();
+        // Dropped on a thread with no runtime, as a synchronous caller (or the conformance
+        // suite's racing threads) would: the next request must still see the space freed.
+        std::thread::scope(|s| s.spawn(move || drop(r)).join().unwrap());
+        assert_eq!(a.stats().await.unwrap().reserved, 0, "round {round}");
+    }
+}
