@@ -522,10 +522,16 @@ pub fn open_store(config: &ClusterConfig) -> Result<OpenedStore, GosError> {
                         if matches!(source.downcast_ref::<ShmError>(), Some(ShmError::NotFound(_))))
                 };
                 match ShmStore::open(name) {
-                    Ok(store) => Ok(OpenedStore {
-                        store: Arc::new(store),
-                        created: false,
-                    }),
+                    Ok(store) => {
+                        // A store reopened after a crash (a killed `gos serve`, a killed
+                        // node) gets back at once what the dead handles held: their
+                        // reservations and pins, not only when a put next runs out of room.
+                        store.reclaim_dead()?;
+                        Ok(OpenedStore {
+                            store: Arc::new(store),
+                            created: false,
+                        })
+                    }
                     Err(e) if not_found(&e) => Ok(OpenedStore {
                         store: Arc::new(ShmStore::create(name, shm_config(&config.store))?),
                         created: true,
