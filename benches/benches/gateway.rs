@@ -24,7 +24,7 @@ use gos_gateway::certs::FederationCa;
 use gos_gateway::quinn;
 use gos_gateway::rustls;
 use gos_gateway::{
-    AllowList, ClientConfig, Gateway, GatewayConfig, RemoteStore, Timeouts, TlsSettings,
+    AllowList, ClientConfig, Gateway, GatewayConfig, RemoteStore, Role, Timeouts, TlsSettings,
     TransportTuning,
 };
 use gos_store::{Limits, ObjectKey, ObjectStore, ObjectStoreExt};
@@ -54,7 +54,8 @@ fn main() -> Result<()> {
         Ok(TlsSettings {
             identity: ca.issue(id)?,
             ca: vec![ca.cert_der()?],
-            allowed: AllowList::new([peer]),
+            // The client stores under any key (`bench/...`): a read-write role, not a peer's.
+            allowed: AllowList::with_roles([(peer, Role::ReadWrite)]),
         })
     };
     let server_tls = tls("cluster-b", "cluster-a")?;

@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use gos_gateway::certs::FederationCa;
 use gos_gateway::{
-    AllowList, ClientConfig, Congestion, Gateway, GatewayConfig, RemoteStore, Timeouts,
+    AllowList, ClientConfig, Congestion, Gateway, GatewayConfig, RemoteStore, Role, Timeouts,
     TlsSettings, TransportTuning,
 };
 use gos_netem::{ProxyConfig, UdpProxy};
@@ -39,7 +39,8 @@ fn main() -> Result<()> {
         Ok(TlsSettings {
             identity: ca.issue(id)?,
             ca: vec![ca.cert_der()?],
-            allowed: AllowList::new([peer]),
+            // The client stores under any key (`bench/...`): a read-write role, not a peer's.
+            allowed: AllowList::with_roles([(peer, Role::ReadWrite)]),
         })
     };
     let (server_tls, client_tls) = (
