@@ -45,9 +45,9 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use async_trait::async_trait;
 use bytes::Bytes;
 use gos_store::{
-    Clock, Error, KeyPrefix, Limits, ObjectKey, ObjectMeta, ObjectStore, PutMode, PutOptions,
-    Readers, ReleaseOutcome, Reservation, Result, StoreStats, from_unix_millis, lease_deadline,
-    system_clock, to_unix_millis,
+    Clock, Digest, Error, KeyPrefix, Limits, ObjectKey, ObjectMeta, ObjectStore, PutMode,
+    PutOptions, Readers, ReleaseOutcome, Reservation, Result, StoreStats, from_unix_millis,
+    lease_deadline, system_clock, to_unix_millis,
 };
 use redis::Script;
 
@@ -57,7 +57,7 @@ use conn::{Conn, map_error};
 use scripts::SCRIPTS;
 
 /// Length of the header in front of every stored value.
-const HEADER_LEN: usize = 32;
+const HEADER_LEN: usize = 64;
 
 /// Most rounds of "ask for quota, retry" one operation makes before answering `Busy`.
 const MAX_ATTEMPTS: usize = 16;
@@ -133,25 +133,32 @@ impl fmt::Debug for RedisStore {
     }
 }
 
-/// The header of a stored value: readers left (0 = unbounded) and deadline (0 = none).
-fn header(readers: Readers, deadline_ms: u64) -> [u8; HEADER_LEN] {
-    let text = format!("G1{:010}{:020}", readers.count().unwrap_or(0), deadline_ms);
+/// The header of a stored value: `G2`, readers left (0 = unbounded, 10 digits), deadline (0 =
+/// none, 20 digits) and the value's digest (32 hex digits). Text, so that the Lua scripts read
+/// and rewrite its fields with `GETRANGE`/`SETRANGE` and `tonumber`.
+fn header(readers: Readers, deadline_ms: u64, digest: Digest) -> [u8; HEADER_LEN] {
+    let text = format!(
+        "G2{:010}{:020}{digest}",
+        readers.count().unwrap_or(0),
+        deadline_ms
+    );
     let mut out = [0u8; HEADER_LEN];
     out.copy_from_slice(text.as_bytes());
     out
 }
 
-/// Parses a header: (readers, deadline ms).
-fn parse_header(raw: &[u8]) -> Result<(u32, u64)> {
+/// Parses a header: (readers, deadline ms, digest).
+fn parse_header(raw: &[u8]) -> Result<(u32, u64, Digest)> {
     let corrupt = || Error::Corrupted("a stored value has no valid gos header".into());
     let h = raw.get(..HEADER_LEN).ok_or_else(corrupt)?;
-    if &h[..2] != b"G1" {
+    if &h[..2] != b"G2" {
         return Err(corrupt());
     }
     let text = std::str::from_utf8(&h[2..]).map_err(|_| corrupt())?;
     let readers = text[..10].parse().map_err(|_| corrupt())?;
-    let deadline = text[10..].parse().map_err(|_| corrupt())?;
-    Ok((readers, deadline))
+    let deadline = text[10..30].parse().map_err(|_| corrupt())?;
+    let digest = text[30..].parse().map_err(|_| corrupt())?;
+    Ok((readers, deadline, digest))
 }
 
 /// FNV-1a, 64 bits: the bucket of a key (stable across processes and versions).
@@ -347,7 +354,7 @@ impl RedisStore {
         self.inner.config.limits.check_value_size(len as u64)?;
         self.drain_pending().await?;
         let staged = self.charge(key, len, options, true).await?;
-        if let Err(e) = self.upload(&staged, value).await {
+        if let Err(e) = self.upload(&staged, value, None).await {
             staged.refund_now().await;
             return Err(e);
         }
@@ -544,13 +551,19 @@ impl RedisStore {
         }
     }
 
-    /// Writes the staging key of `staged`: header, then the value in chunks.
-    async fn upload(&self, staged: &StagedPut, value: &[u8]) -> Result<()> {
+    /// Writes the staging key of `staged`: header (with `digest`, the value's, or computed
+    /// here), then the value in chunks.
+    async fn upload(&self, staged: &StagedPut, value: &[u8], digest: Option<Digest>) -> Result<()> {
+        let digest = digest.unwrap_or_else(|| Digest::of(value));
         let staging = format!("{}s:{}", self.inner.tags[staged.bucket], staged.id);
         let ttl_ms = (self.inner.config.reservation_ttl.as_millis() as u64)
             .saturating_mul(2)
             .max(1);
-        let head = header(staged.options.readers, self.deadline_ms(&staged.options));
+        let head = header(
+            staged.options.readers,
+            self.deadline_ms(&staged.options),
+            digest,
+        );
         let mut conn = self.inner.conn.clone();
         // The header and the first chunk in one `SET`, written straight into the command (no
         // concatenated copy): a value of one chunk is stored by Redis as it arrives, where an
@@ -581,7 +594,11 @@ impl RedisStore {
     async fn put_inline(&self, key: &ObjectKey, value: &[u8], options: &PutOptions) -> Result<()> {
         let b = self.bucket(key);
         let mut payload = Vec::with_capacity(HEADER_LEN + value.len());
-        payload.extend_from_slice(&header(options.readers, self.deadline_ms(options)));
+        payload.extend_from_slice(&header(
+            options.readers,
+            self.deadline_ms(options),
+            Digest::of(value),
+        ));
         payload.extend_from_slice(value);
         let create = if options.mode == PutMode::Create {
             "1"
@@ -724,6 +741,11 @@ impl ObjectStore for RedisStore {
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>> {
+        Ok(self.get_digested(key).await?.map(|(value, _)| value))
+    }
+
+    /// The value with the digest its header keeps, from one `GET`.
+    async fn get_digested(&self, key: &ObjectKey) -> Result<Option<(Bytes, Digest)>> {
         self.drain_pending().await?;
         let mut conn = self.inner.conn.clone();
         let raw: Option<Vec<u8>> = redis::cmd("GET")
@@ -732,13 +754,13 @@ impl ObjectStore for RedisStore {
             .await
             .map_err(|e| self.err(e))?;
         let Some(raw) = raw else { return Ok(None) };
-        let (_, deadline) = parse_header(&raw)?;
+        let (_, deadline, digest) = parse_header(&raw)?;
         if deadline > 0 && deadline <= self.now_ms() {
             // Expired: the head script removes it (and returns its space).
             self.head(key).await?;
             return Ok(None);
         }
-        Ok(Some(Bytes::from(raw).slice(HEADER_LEN..)))
+        Ok(Some((Bytes::from(raw).slice(HEADER_LEN..), digest)))
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>> {
@@ -749,11 +771,20 @@ impl ObjectStore for RedisStore {
             .await?;
         match reply.0.as_str() {
             "NF" => Ok(None),
-            "OK" => Ok(Some(ObjectMeta::new(
-                reply.3.max(0) as u64,
-                readers_of(reply.1),
-                (reply.2 > 0).then(|| from_unix_millis(reply.2 as u64)),
-            ))),
+            // `OK` followed by the digest's 32 hex digits, from the same header.
+            ok if ok.starts_with("OK") => {
+                let digest = ok[2..].parse::<Digest>().map_err(|_| {
+                    Error::Corrupted("a stored value's header has no valid digest".into())
+                })?;
+                Ok(Some(
+                    ObjectMeta::new(
+                        reply.3.max(0) as u64,
+                        readers_of(reply.1),
+                        (reply.2 > 0).then(|| from_unix_millis(reply.2 as u64)),
+                    )
+                    .with_digest(Some(digest)),
+                ))
+            }
             _ => Err(unexpected("head", &reply)),
         }
     }
@@ -1009,9 +1040,19 @@ impl Reservation for RedisReservation {
     }
 
     async fn commit(self: Box<Self>) -> Result<()> {
+        self.publish(None).await
+    }
+
+    async fn commit_with_digest(self: Box<Self>, digest: Digest) -> Result<()> {
+        self.publish(Some(digest)).await
+    }
+}
+
+impl RedisReservation {
+    async fn publish(self: Box<Self>, digest: Option<Digest>) -> Result<()> {
         let RedisReservation { staged, buf } = *self;
         let store = staged.store.clone();
-        store.upload(&staged, &buf).await?;
+        store.upload(&staged, &buf, digest).await?;
         staged.install().await
     }
 }
@@ -1022,12 +1063,17 @@ mod tests {
 
     #[test]
     fn header_round_trips() {
-        let h = header(Readers::exactly(7).unwrap_or_default(), 1_700_000_000_123);
-        assert_eq!(parse_header(&h).ok(), Some((7, 1_700_000_000_123)));
-        let h = header(Readers::Unbounded, 0);
-        assert_eq!(parse_header(&h).ok(), Some((0, 0)));
+        let d = Digest::of(b"value");
+        let h = header(
+            Readers::exactly(7).unwrap_or_default(),
+            1_700_000_000_123,
+            d,
+        );
+        assert_eq!(parse_header(&h).ok(), Some((7, 1_700_000_000_123, d)));
+        let h = header(Readers::Unbounded, 0, d);
+        assert_eq!(parse_header(&h).ok(), Some((0, 0, d)));
         assert!(matches!(parse_header(b"XX"), Err(Error::Corrupted(_))));
-        let mut bad = header(Readers::Unbounded, 0);
+        let mut bad = header(Readers::Unbounded, 0, d);
         bad[0] = b'X';
         assert!(matches!(parse_header(&bad), Err(Error::Corrupted(_))));
     }

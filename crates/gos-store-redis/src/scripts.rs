@@ -29,9 +29,9 @@ local function purge_res()
 end
 local function hdr(name)
   local o = P..'o:'..name
-  local h = redis.call('GETRANGE', o, 0, 31)
-  if #h < 32 then return nil end
-  return tonumber(string.sub(h, 3, 12)), tonumber(string.sub(h, 13, 32)), redis.call('STRLEN', o) - 32
+  local h = redis.call('GETRANGE', o, 0, 63)
+  if #h < 64 then return nil end
+  return tonumber(string.sub(h, 3, 12)), tonumber(string.sub(h, 13, 32)), redis.call('STRLEN', o) - 64, string.sub(h, 33, 64)
 end
 local function remove(name, size)
   redis.call('UNLINK', P..'o:'..name)
@@ -41,10 +41,10 @@ local function remove(name, size)
   add('n', -1)
 end
 local function live(name)
-  local r, e, s = hdr(name)
+  local r, e, s, d = hdr(name)
   if r == nil then return nil end
   if e > 0 and e <= now then remove(name, s) return nil end
-  return r, e, s
+  return r, e, s, d
 end
 local function purge_leases()
   local names = redis.call('ZRANGEBYSCORE', X, '-inf', now)
@@ -83,7 +83,7 @@ purge_leases()
 local name = ARGV[3]
 local r, e, s = live(name)
 if r ~= nil and ARGV[4] == '1' then return {'EXISTS', 0, 0, 0} end
-local growth = #ARGV[5] - 32 - (s or 0)
+local growth = #ARGV[5] - 64 - (s or 0)
 local miss = missing(growth)
 if miss > 0 then return {'NEEDB', miss, 0, 0} end
 if r == nil and entry_full() then return {'NEEDE', 1, 0, 0} end
@@ -132,7 +132,7 @@ if not redis.call('ZSCORE', R, id) then
   redis.call('UNLINK', S)
   return {'GONE', 0, 0, 0}
 end
-if redis.call('STRLEN', S) ~= len + 32 then
+if redis.call('STRLEN', S) ~= len + 64 then
   drop()
   return {'SHORT', 0, 0, 0}
 end
@@ -170,9 +170,9 @@ return {'OK', 0, 0, 0}
 
 /// Readers left, deadline and size of a live object (removing it if expired): ARGV 3 name.
 const HEAD: &str = r#"
-local r, e, s = live(ARGV[3])
+local r, e, s, d = live(ARGV[3])
 if r == nil then return {'NF', 0, 0, 0} end
-return {'OK', r, e, s}
+return {'OK' .. d, r, e, s}
 "#;
 
 /// One release: ARGV 3 name.
