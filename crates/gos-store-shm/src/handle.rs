@@ -76,19 +76,15 @@ impl ShmReservation {
         }
     }
 
-    /// Publishes the reservation with `digest` as its value's (computed here, one pass over
-    /// the value, when the caller has none).
+    /// Publishes the reservation, with `digest` as its value's when the caller has one (else
+    /// the digest is computed the first time someone asks for it).
     pub(crate) async fn commit_inner(&mut self, digest: Option<Digest>) -> Result<()> {
-        let digest = match digest {
-            Some(d) => d,
-            None => Digest::of(self.slice_mut()),
-        };
         let slot = self.store.inner.slot;
         let id = self.id;
         let life = Lifecycle {
             readers: self.options.readers.count().unwrap_or(0),
             expires: crate::lease_millis(self.store.now(), self.options.lease),
-            digest: Some(digest),
+            digest,
         };
         let (key, mode) = (self.key.clone(), self.options.mode);
         self.store

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use gos_store::{
-    Digest, DigestHasher, Error, KeyPrefix, Limits, ObjectKey, ObjectMeta, ObjectStore, PutOptions,
+    Digest, Error, KeyPrefix, Limits, ObjectKey, ObjectMeta, ObjectStore, PutOptions,
     ReleaseOutcome, Reservation, Result, StoreStats,
 };
 
@@ -81,10 +81,11 @@ impl ShmStore {
 impl ObjectStore for ShmStore {
     async fn put_opts(&self, key: &ObjectKey, value: Bytes, options: &PutOptions) -> Result<()> {
         let mut reservation = self.admit(key, value.len(), options, true).await?;
-        // The digest rides on the copy: each chunk is hashed while it is still in cache.
-        let mut digest = DigestHasher::new();
-        digest.copy_and_update(reservation.slice_mut(), &value);
-        reservation.commit_inner(Some(digest.finish())).await
+        // One memcpy and nothing else: the digest is computed the first time someone asks
+        // for it (a gateway serving the value, `head`), so that same-host rounds, which never
+        // need it, do not pay for it on every put.
+        reservation.slice_mut().copy_from_slice(&value);
+        reservation.commit_inner(None).await
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>> {
@@ -102,18 +103,37 @@ impl ObjectStore for ShmStore {
         let pinned = self
             .locked(move |t| t.pin(slot, key.as_str().as_bytes()))
             .await?;
-        Ok(pinned.map(|p| {
-            let digest = p.digest;
-            let value = self.pinned_bytes(p);
-            // Every record this layout commits has a digest; compute one if it does not.
-            let digest = digest.unwrap_or_else(|| Digest::of(&value));
-            (value, digest)
-        }))
+        let Some(p) = pinned else { return Ok(None) };
+        let (id, kept) = (p.id, p.digest);
+        let value = self.pinned_bytes(p);
+        let digest = match kept {
+            Some(d) => d,
+            None => {
+                // First ask: one pass over the pinned bytes outside the lock, then the digest
+                // goes into the record for every later reader (the pin keeps the record ours).
+                let d = Digest::of(&value);
+                self.locked(move |t| t.set_digest(slot, id, d)).await?;
+                d
+            }
+        };
+        Ok(Some((value, digest)))
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>> {
-        let key = key.clone();
-        self.locked(move |t| t.head(key.as_str().as_bytes())).await
+        // A value whose digest nobody asked for yet gets it computed now (once): pinned,
+        // hashed, recorded, then read again. An overwrite in between is retried.
+        for _ in 0..3 {
+            let k = key.clone();
+            let meta = self.locked(move |t| t.head(k.as_str().as_bytes())).await?;
+            match meta {
+                Some(m) if m.digest.is_none() => {
+                    self.get_digested(key).await?;
+                }
+                other => return Ok(other),
+            }
+        }
+        let k = key.clone();
+        self.locked(move |t| t.head(k.as_str().as_bytes())).await
     }
 
     async fn release(&self, key: &ObjectKey) -> Result<ReleaseOutcome> {

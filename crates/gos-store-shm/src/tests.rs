@@ -364,3 +364,59 @@ fn delete_rounds_before_removes_old_rounds_in_one_pass() {
         store.check().expect("invariants");
     });
 }
+
+#[tokio::test]
+async fn the_digest_is_computed_once_when_first_asked_and_kept_in_the_record() {
+    let n = name("digest");
+    let store =
+        ShmStore::create(&n, ShmConfig::new(Limits::with_capacity(1 << 20))).expect("create");
+    let other = ShmStore::open(&n).expect("open");
+    let key = ObjectKey::new("fed/node_1/round_1").expect("key");
+    let value = Bytes::from(vec![7u8; 100_000]);
+    store.put(&key, value.clone()).await.expect("put");
+    // The put recorded no digest (it only copied): the table says so.
+    let raw = store
+        .locked({
+            let k = key.clone();
+            move |t| t.head(k.as_str().as_bytes())
+        })
+        .await
+        .expect("raw head")
+        .expect("some");
+    assert_eq!(raw.digest, None);
+    // The first ask computes it; every handle then reads it from the record.
+    let want = gos_store::Digest::of(&value);
+    let meta = other.head(&key).await.expect("head").expect("some");
+    assert_eq!(meta.digest, Some(want));
+    let raw = store
+        .locked({
+            let k = key.clone();
+            move |t| t.head(k.as_str().as_bytes())
+        })
+        .await
+        .expect("raw head")
+        .expect("some");
+    assert_eq!(raw.digest, Some(want), "kept in the record");
+    let (bytes, d) = store.get_digested(&key).await.expect("get").expect("some");
+    assert_eq!((d, &bytes[..]), (want, &value[..]));
+    // A reservation committed with a digest keeps it as given.
+    let mut r = store
+        .reserve(&key, 3, &gos_store::PutOptions::new())
+        .await
+        .expect("reserve");
+    r.as_mut_slice().copy_from_slice(b"abc");
+    r.commit_with_digest(gos_store::Digest::of(b"abc"))
+        .await
+        .expect("commit");
+    let raw = store
+        .locked({
+            let k = key.clone();
+            move |t| t.head(k.as_str().as_bytes())
+        })
+        .await
+        .expect("raw head")
+        .expect("some");
+    assert_eq!(raw.digest, Some(gos_store::Digest::of(b"abc")));
+    drop((store, other));
+    ShmStore::remove(&n).expect("remove");
+}

@@ -31,6 +31,32 @@ impl Tables<'_> {
         }))
     }
 
+    /// Records `digest` as the value of record `id`, which `slot` holds a pin on (so the record
+    /// and its bytes cannot change or be reused meanwhile). A digest already there is kept.
+    pub(crate) fn set_digest(
+        &mut self,
+        slot: u32,
+        id: u32,
+        digest: gos_store::Digest,
+    ) -> Result<(), Refusal> {
+        let pinned = self
+            .pin_index(id, slot)
+            .and_then(|i| self.pins.get(i).copied())
+            .is_some_and(|p| p > 0);
+        if !pinned {
+            return Err(corrupt(format!("slot {slot} holds no pin on record {id}")));
+        }
+        let rec = &mut self.records[id as usize];
+        if rec.state == REC_LIVE || rec.state == REC_UNLINKED {
+            if rec.digest().is_none() {
+                rec.set_digest(digest);
+            }
+            Ok(())
+        } else {
+            Err(corrupt(format!("pinned record {id} is not a value")))
+        }
+    }
+
     /// Releases one pin of `slot` on `id`; frees an unlinked record with its last pin.
     pub(crate) fn unpin(&mut self, slot: u32, id: u32) -> Result<(), Refusal> {
         let index = self.pin_index(id, slot);
