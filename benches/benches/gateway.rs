@@ -4,7 +4,8 @@
 //! prints a table and lines a script can read (`gateway put / rustls-tcp = X`).
 //!
 //! Run: `cargo bench -p gos-benches --bench gateway` (`GOS_BENCH_RUNS=n` timed runs per row,
-//! default 15). The process re-executes itself once with
+//! default 15; `GOS_BENCH_ONLY=small` runs only the 64 KiB put/get/delete rounds, with a row
+//! of three tiny exchanges on the bare quinn connection as the per-call floor). The process re-executes itself once with
 //! `GLIBC_TUNABLES=glibc.cpu.x86_rep_movsb_threshold=2147483647`, so that every row (rustls
 //! over TCP above all) runs with glibc's fast copy: on the VMs we measure on, `rep movsb`
 //! halves large copies. Every row runs interleaved, one transfer of each in turn, so that a
