@@ -4,7 +4,8 @@
 //! prints a table and lines a script can read (`gateway put / rustls-tcp = X`).
 //!
 //! Run: `cargo bench -p gos-benches --bench gateway` (`GOS_BENCH_RUNS=n` timed runs per row,
-//! default 15). The process re-executes itself once with
+//! default 15; `GOS_BENCH_ONLY=small` runs only the 64 KiB put/get/delete rounds, with a row
+//! of three tiny exchanges on the bare quinn connection as the per-call floor). The process re-executes itself once with
 //! `GLIBC_TUNABLES=glibc.cpu.x86_rep_movsb_threshold=2147483647`, so that every row (rustls
 //! over TCP above all) runs with glibc's fast copy: on the VMs we measure on, `rep movsb`
 //! halves large copies. Every row runs interleaved, one transfer of each in turn, so that a
@@ -48,6 +49,8 @@ fn main() -> Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(15);
+    // `GOS_BENCH_ONLY=small`: only the 64 KiB rounds (no 100 MiB transfers).
+    let only_small = std::env::var("GOS_BENCH_ONLY").is_ok_and(|v| v == "small");
     let payload = Bytes::from((0..SIZE).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
     let ca = FederationCa::generate("bench federation")?;
     let tls = |id: &str, peer: &str| -> Result<TlsSettings> {
@@ -99,11 +102,18 @@ fn main() -> Result<()> {
         let extra = (i == 1).then(|| shm.clone());
         setups.push(Setup::start(name, tuning, &server_tls, &client_tls, extra)?);
     }
-    let mut tls_tcp = TcpPath::connect(runs, Some((&server_tls, &client_tls)))?;
-    let mut tcp = TcpPath::connect(runs, None)?;
+    let mut tcp_paths = if only_small {
+        None
+    } else {
+        Some((
+            TcpPath::connect(runs, Some((&server_tls, &client_tls)))?,
+            TcpPath::connect(runs, None)?,
+        ))
+    };
 
     let mut rows: Vec<(String, Vec<Duration>)> = Vec::new();
-    for run in 0..=runs {
+    for run in (0..=runs).filter(|_| !only_small) {
+        let (tls_tcp, tcp) = tcp_paths.as_mut().context("tcp paths")?;
         let mut t = Vec::new();
         for setup in &mut setups {
             setup.once(&payload, &mut t)?;
@@ -126,10 +136,20 @@ fn main() -> Result<()> {
     // taken in turn.
     let mut redis = Redis::start().ok();
     let (mut small_gateway, mut small_bare, mut small_redis) = (Vec::new(), Vec::new(), Vec::new());
-    let mut small_one_worker = Vec::new();
+    let (mut small_one_worker, mut small_tiny) = (Vec::new(), Vec::new());
     for _ in 0..SMALL_ROUNDS / SMALL_BATCH {
-        setups[1].small_rounds(SMALL_BATCH, &mut small_gateway, &mut small_bare)?;
-        setups[3].small_rounds(SMALL_BATCH, &mut small_one_worker, &mut Vec::new())?;
+        setups[1].small_rounds(
+            SMALL_BATCH,
+            &mut small_gateway,
+            &mut small_bare,
+            &mut small_tiny,
+        )?;
+        setups[3].small_rounds(
+            SMALL_BATCH,
+            &mut small_one_worker,
+            &mut Vec::new(),
+            &mut Vec::new(),
+        )?;
         if let Some(redis) = &mut redis {
             for _ in 0..SMALL_BATCH {
                 small_redis.push(redis.round()?);
@@ -138,10 +158,22 @@ fn main() -> Result<()> {
     }
     drop(redis);
     for setup in setups {
-        setup.finish(&payload)?;
+        setup.finish((!only_small).then_some(&payload))?;
     }
-    tls_tcp.finish()?;
-    tcp.finish()?;
+    if let Some((tls_tcp, tcp)) = tcp_paths {
+        tls_tcp.finish()?;
+        tcp.finish()?;
+    }
+    if only_small {
+        print_small(
+            &small_gateway,
+            &small_one_worker,
+            &small_bare,
+            &small_tiny,
+            &small_redis,
+        );
+        return Ok(());
+    }
 
     let row = |name: &str| -> Result<Duration> {
         rows.iter()
@@ -213,31 +245,6 @@ fn main() -> Result<()> {
         ),
     ];
     println!();
-    println!("64 KiB put + get + delete rounds, {SMALL_ROUNDS} each (median, p90)");
-    println!();
-    println!("| path | median | p90 |");
-    println!("|---|---:|---:|");
-    for (name, times) in [
-        ("gateway (RemoteStore, default tuning)", &small_gateway),
-        (
-            "gateway (RemoteStore, 1 worker per side)",
-            &small_one_worker,
-        ),
-        ("bare quinn, one stream per call", &small_bare),
-        (
-            "redis-server SET + GET + DEL, one TCP connection",
-            &small_redis,
-        ),
-    ] {
-        if !times.is_empty() {
-            println!(
-                "| {name} | {:.3} ms | {:.3} ms |",
-                ms(median(times)),
-                ms(percentile(times, 0.9))
-            );
-        }
-    }
-    println!();
     for (name, value, target, bound, higher) in lines {
         if target.is_empty() {
             println!("{name} = {value:.2}");
@@ -253,8 +260,52 @@ fn main() -> Result<()> {
             );
         }
     }
+    print_small(
+        &small_gateway,
+        &small_one_worker,
+        &small_bare,
+        &small_tiny,
+        &small_redis,
+    );
+    Ok(())
+}
+
+/// The table of the 64 KiB rounds and their ratio lines.
+fn print_small(
+    small_gateway: &[Duration],
+    small_one_worker: &[Duration],
+    small_bare: &[Duration],
+    small_tiny: &[Duration],
+    small_redis: &[Duration],
+) {
+    println!();
+    println!("64 KiB put + get + delete rounds, {SMALL_ROUNDS} each (median, p90)");
+    println!();
+    println!("| path | median | p90 |");
+    println!("|---|---:|---:|");
+    for (name, times) in [
+        ("gateway (RemoteStore, default tuning)", small_gateway),
+        ("gateway (RemoteStore, 1 worker per side)", small_one_worker),
+        ("bare quinn, one stream per call", small_bare),
+        (
+            "bare quinn, three tiny exchanges (the floor of three calls)",
+            small_tiny,
+        ),
+        (
+            "redis-server SET + GET + DEL, one TCP connection",
+            small_redis,
+        ),
+    ] {
+        if !times.is_empty() {
+            println!(
+                "| {name} | {:.3} ms | {:.3} ms |",
+                ms(median(times)),
+                ms(percentile(times, 0.9))
+            );
+        }
+    }
     if !small_redis.is_empty() {
-        let value = median(&small_gateway).as_secs_f64() / median(&small_redis).as_secs_f64();
+        let value = median(small_gateway).as_secs_f64() / median(small_redis).as_secs_f64();
         println!(
             "gateway 64k round / redis round = {value:.2} (target <= 1.0): {}",
             if value <= 1.0 { "met" } else { "missed" }
@@ -262,9 +313,8 @@ fn main() -> Result<()> {
     }
     println!(
         "gateway 64k round / bare quinn round = {:.2}",
-        median(&small_gateway).as_secs_f64() / median(&small_bare).as_secs_f64()
+        median(small_gateway).as_secs_f64() / median(small_bare).as_secs_f64()
     );
-    Ok(())
 }
 
 /// Re-executes this process with glibc's fast copy mode unless it already runs in it.
@@ -390,12 +440,14 @@ impl Setup {
         Ok(())
     }
 
-    /// `n` small rounds through the gateway and, if this setup has one, over the bare stream.
+    /// `n` small rounds through the gateway and, if this setup has one, over the bare stream,
+    /// and as many rounds of three tiny exchanges there (the floor of three calls).
     fn small_rounds(
         &mut self,
         n: usize,
         gateway: &mut Vec<Duration>,
         bare: &mut Vec<Duration>,
+        tiny: &mut Vec<Duration>,
     ) -> Result<()> {
         let object = Bytes::from_static(&SMALL_OBJECT);
         let (memory, bare_path) = (&mut self.memory, &mut self.bare);
@@ -407,17 +459,22 @@ impl Setup {
                 for _ in 0..n {
                     bare.push(path.small_round(&object).await?);
                 }
+                for _ in 0..n {
+                    tiny.push(path.tiny_round().await?);
+                }
             }
             anyhow::Ok(())
         })
     }
 
     /// Checks what was stored and stops everything.
-    fn finish(self, payload: &Bytes) -> Result<()> {
+    fn finish(self, payload: Option<&Bytes>) -> Result<()> {
         self.client_rt.block_on(async {
-            self.memory.check(payload).await?;
-            if let Some(shm) = &self.shm {
-                shm.check(payload).await?;
+            if let Some(payload) = payload {
+                self.memory.check(payload).await?;
+                if let Some(shm) = &self.shm {
+                    shm.check(payload).await?;
+                }
             }
             if let Some(bare) = self.bare {
                 bare.finish().await;
@@ -599,6 +656,16 @@ impl BarePath {
             self.exchange(Bytes::from_static(b"del")).await? == 8,
             "delete"
         );
+        Ok(started.elapsed())
+    }
+
+    /// Three exchanges of a few bytes each way, one stream each: what three calls cost before
+    /// any object moves.
+    async fn tiny_round(&mut self) -> Result<Duration> {
+        let started = Instant::now();
+        for _ in 0..3 {
+            anyhow::ensure!(self.exchange(Bytes::from_static(b"ti")).await? == 8, "tiny");
+        }
         Ok(started.elapsed())
     }
 
