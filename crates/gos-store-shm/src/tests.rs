@@ -365,6 +365,16 @@ fn delete_rounds_before_removes_old_rounds_in_one_pass() {
     });
 }
 
+/// The record's metadata as the table holds it (no digest computed on the way).
+async fn raw_head(store: &ShmStore, key: &ObjectKey) -> gos_store::ObjectMeta {
+    let k = key.clone();
+    store
+        .locked(move |t| t.head(k.as_str().as_bytes()))
+        .await
+        .expect("raw head")
+        .expect("some")
+}
+
 #[tokio::test]
 async fn the_digest_is_computed_once_when_first_asked_and_kept_in_the_record() {
     let n = name("digest");
@@ -375,27 +385,13 @@ async fn the_digest_is_computed_once_when_first_asked_and_kept_in_the_record() {
     let value = Bytes::from(vec![7u8; 100_000]);
     store.put(&key, value.clone()).await.expect("put");
     // The put recorded no digest (it only copied): the table says so.
-    let raw = store
-        .locked({
-            let k = key.clone();
-            move |t| t.head(k.as_str().as_bytes())
-        })
-        .await
-        .expect("raw head")
-        .expect("some");
+    let raw = raw_head(&store, &key).await;
     assert_eq!(raw.digest, None);
     // The first ask computes it; every handle then reads it from the record.
     let want = gos_store::Digest::of(&value);
     let meta = other.head(&key).await.expect("head").expect("some");
     assert_eq!(meta.digest, Some(want));
-    let raw = store
-        .locked({
-            let k = key.clone();
-            move |t| t.head(k.as_str().as_bytes())
-        })
-        .await
-        .expect("raw head")
-        .expect("some");
+    let raw = raw_head(&store, &key).await;
     assert_eq!(raw.digest, Some(want), "kept in the record");
     let (bytes, d) = store.get_digested(&key).await.expect("get").expect("some");
     assert_eq!((d, &bytes[..]), (want, &value[..]));
@@ -408,14 +404,7 @@ async fn the_digest_is_computed_once_when_first_asked_and_kept_in_the_record() {
     r.commit_with_digest(gos_store::Digest::of(b"abc"))
         .await
         .expect("commit");
-    let raw = store
-        .locked({
-            let k = key.clone();
-            move |t| t.head(k.as_str().as_bytes())
-        })
-        .await
-        .expect("raw head")
-        .expect("some");
+    let raw = raw_head(&store, &key).await;
     assert_eq!(raw.digest, Some(gos_store::Digest::of(b"abc")));
     drop((store, other));
     ShmStore::remove(&n).expect("remove");
