@@ -600,16 +600,10 @@ async fn handle(
             len,
             reservation,
         } => {
-            let admitted = admit(inner, peer, &key, &options.into(), len, !reservation).await?;
-            io::write_frame(
-                send,
-                FrameKind::Response,
-                &Response::Ok(Reply::Admitted),
-                io,
-            )
-            .await
-            .map_err(wire)?;
-            admitted.receive(recv, inner).await?;
+            admit(inner, peer, &key, &options.into(), len, !reservation)
+                .await?
+                .receive(send, recv, inner)
+                .await?;
             Reply::Done
         }
         Request::Get { key } => match op!("store get", store.get_digested(&key)) {
@@ -738,11 +732,24 @@ async fn admit<'a>(
 }
 
 impl Admitted<'_> {
-    /// Streams the object into the reservation, checks its digest and commits it with that
-    /// digest, all within the transfer's deadline; any failure drops the reservation
-    /// uncommitted.
-    async fn receive(mut self, recv: &mut RecvStream, inner: &Inner) -> Result<(), Error> {
+    /// Tells the sender it is admitted, then streams the object into the reservation, checks
+    /// its digest and commits it with that digest, all within the transfer's deadline; any
+    /// failure drops the reservation uncommitted.
+    async fn receive(
+        mut self,
+        send: &mut SendStream,
+        recv: &mut RecvStream,
+        inner: &Inner,
+    ) -> Result<(), Error> {
         let io = inner.config.timeouts.io;
+        io::write_frame(
+            send,
+            FrameKind::Response,
+            &Response::Ok(Reply::Admitted),
+            io,
+        )
+        .await
+        .map_err(wire)?;
         // Measured from admission: a client that reserved may fill its buffer first, but not
         // for longer than the transfer would take at the minimum rate.
         let deadline = Deadline::transfer(self.len, &inner.config.limits, io).whole_only();
@@ -836,17 +843,10 @@ async fn deliver(
     let stored = match &delivery.object {
         Some(object) if readers > 0 => {
             let options = PutOptions::new().readers(readers).with_lease(object.lease);
-            let admitted = admit(inner, peer, &object.key, &options, object.len, true).await?;
-            let io = inner.config.timeouts.io;
-            io::write_frame(
-                send,
-                FrameKind::Response,
-                &Response::Ok(Reply::Admitted),
-                io,
-            )
-            .await
-            .map_err(wire)?;
-            admitted.receive(recv, inner).await?;
+            admit(inner, peer, &object.key, &options, object.len, true)
+                .await?
+                .receive(send, recv, inner)
+                .await?;
             Some(&object.key)
         }
         _ => None,
