@@ -158,6 +158,7 @@ async fn child_cut(dir: &Path, parent: std::net::SocketAddr) -> Result<()> {
         options: WireOptions::from(&PutOptions::new().readers(1)),
         len: BIG as u64,
         reservation: false,
+        transfer: None,
     };
     send.write_all(&frame::encode(FrameKind::Request, &put)?)
         .await?;

@@ -41,9 +41,10 @@ fn access(request: &Request) -> Access<'_> {
         Request::KeysWithPrefix { prefix } => Access::List {
             root: prefix.is_root(),
         },
-        Request::Put { key, .. } | Request::Delete { key } | Request::Release { key } => {
-            Access::Write(key)
-        }
+        Request::Put { key, .. }
+        | Request::Resume { key, .. }
+        | Request::Delete { key }
+        | Request::Release { key } => Access::Write(key),
         Request::Sweep => Access::Sweep,
         Request::DeletePrefix { .. } | Request::DeleteRoundsBefore { .. } => Access::Bulk,
         Request::Deliver(d) => Access::Deliver {
@@ -151,6 +152,7 @@ mod tests {
             options: WireOptions::from(&PutOptions::new()),
             len: 1,
             reservation: false,
+            transfer: None,
         }
     }
 

@@ -11,7 +11,7 @@ use quinn::{Connection, Endpoint, RecvStream, SendStream, VarInt};
 
 use crate::config::{ClientConfig, Timeouts, WireLimits};
 use crate::error::GatewayError;
-use crate::frame::{FrameKind, PREFIX_LEN, Reply, Request, Response};
+use crate::frame::{FrameKind, PREFIX_LEN, Reply, Request, Response, ResumePoint, TransferId};
 use crate::io::{self, Deadline, code, timed};
 use crate::tls::cluster_dns_name;
 
@@ -180,7 +180,8 @@ impl Link {
             .as_ref()
             .is_some_and(|c| c.stable_id() == conn.stable_id())
         {
-            conn.close(VarInt::from_u32(0), b"reconnecting");
+            // The gateway keeps a put cut with this connection for us to resume.
+            conn.close(VarInt::from_u32(code::RECONNECTING), b"reconnecting");
             *guard = None;
         }
     }
@@ -218,6 +219,121 @@ impl Link {
                 }
                 other => return other,
             }
+        }
+    }
+
+    /// Sends a put that names its transfer (`request` is a [`Request::Put`] with an id), with
+    /// its object. When the connection is cut, the next attempt resumes the transfer on a new
+    /// connection from the bytes the gateway holds ([`Request::Resume`]), so the object is
+    /// stored once; when the gateway no longer knows the transfer (it was never admitted, or
+    /// the cut is older than its grace period), the next attempt puts it again from byte 0.
+    /// `resume` starts with a resume (a reservation whose commit was cut). A busy gateway is
+    /// retried only when `retry` allows it.
+    pub(crate) async fn put(
+        &self,
+        request: &Request,
+        object: &Bytes,
+        retry: Retry,
+        mut resume: bool,
+    ) -> Result<Reply, GatewayError> {
+        let Request::Put {
+            transfer: Some(transfer),
+            key,
+            ..
+        } = request
+        else {
+            return Ok(self.call(request, Some(object), retry).await?.0);
+        };
+        let mut attempt = u32::from(resume) + 1;
+        if resume {
+            tokio::time::sleep(backoff(1)).await;
+        }
+        loop {
+            let result = match self.connection().await {
+                Ok(conn) => {
+                    let result = if resume {
+                        self.resume_once(&conn, *transfer, key, object).await
+                    } else {
+                        self.call_once(&conn, request, Some(object))
+                            .await
+                            .map(|(reply, _)| Some(reply))
+                    };
+                    if result.as_ref().is_err_and(GatewayError::is_transport) {
+                        self.forget(&conn).await;
+                    }
+                    result
+                }
+                Err(e) => Err(e),
+            };
+            let again = match &result {
+                Ok(Some(_)) => false,
+                // Unknown to the gateway: nothing of it is stored; put it again.
+                Ok(None) => {
+                    resume = false;
+                    true
+                }
+                Err(e) if e.is_transport() => {
+                    resume = true;
+                    true
+                }
+                Err(e) => e.is_retryable() && (resume || retry == Retry::Idempotent),
+            };
+            if !again || attempt >= self.max_attempts {
+                return match result {
+                    Ok(Some(reply)) => Ok(reply),
+                    Ok(None) => Err(GatewayError::ResumeRefused {
+                        transfer: *transfer,
+                        attempts: attempt,
+                    }),
+                    Err(e) => Err(e),
+                };
+            }
+            tracing::debug!(peer = %self.cluster, attempt, %transfer, resume, "trying the put again");
+            tokio::time::sleep(backoff(attempt)).await;
+            attempt += 1;
+        }
+    }
+
+    /// Asks the gateway to resume `transfer` and sends what it is missing. `None`: the gateway
+    /// does not know the transfer (nothing of it is stored).
+    async fn resume_once(
+        &self,
+        conn: &Connection,
+        transfer: TransferId,
+        key: &gos_store::ObjectKey,
+        object: &Bytes,
+    ) -> Result<Option<Reply>, GatewayError> {
+        let io = self.timeouts.io;
+        let max = self.limits.max_response_header;
+        let len = object.len() as u64;
+        let (mut send, mut recv) = timed("opening a stream", io, conn.open_bi()).await??;
+        let request = Request::Resume {
+            transfer,
+            key: key.clone(),
+            len,
+        };
+        io::write_frame(&mut send, FrameKind::Request, &request, io).await?;
+        let first: Response = io::read_frame(&mut recv, FrameKind::Response, max, io * 2).await?;
+        let from = match first {
+            Response::Ok(Reply::Resume(ResumePoint::From(from))) if from <= len => from,
+            Response::Ok(Reply::Resume(ResumePoint::Committed)) => return Ok(Some(Reply::Done)),
+            Response::Ok(Reply::Resume(ResumePoint::Unknown)) => return Ok(None),
+            Response::Ok(other) => {
+                return Err(GatewayError::UnexpectedReply(format!("{other:?}")));
+            }
+            Response::Err(e) => return Err(GatewayError::Remote(e)),
+        };
+        tracing::debug!(peer = %self.cluster, %transfer, from, len, "resuming a put");
+        let deadline = Deadline::transfer(len - from, &self.limits, io);
+        // `from` fits: it is at most the object's length.
+        let from = usize::try_from(from).unwrap_or(object.len());
+        io::send_object(&mut send, object, from, None, &deadline).await?;
+        send.finish()
+            .map_err(|e| GatewayError::Stream(e.to_string()))?;
+        match io::read_frame(&mut recv, FrameKind::Response, max, io * 2).await? {
+            Response::Ok(Reply::Done) => Ok(Some(Reply::Done)),
+            Response::Ok(other) => Err(GatewayError::UnexpectedReply(format!("{other:?}"))),
+            Response::Err(e) => Err(GatewayError::Remote(e)),
         }
     }
 
@@ -398,7 +514,7 @@ impl Upload {
         debug_assert_eq!(object.len() as u64, self.len);
         self.done = true;
         let deadline = Deadline::transfer(self.len, &self.limits, self.io);
-        io::send_object(&mut self.send, &object, None, &deadline).await?;
+        io::send_object(&mut self.send, &object, 0, None, &deadline).await?;
         self.send
             .finish()
             .map_err(|e| GatewayError::Stream(e.to_string()))?;
@@ -457,7 +573,7 @@ async fn send_request(
 ) -> Result<(), GatewayError> {
     io::write_frame(send, FrameKind::Request, request, deadline.io).await?;
     if let Some(object) = object {
-        io::send_object(send, object, None, deadline).await?;
+        io::send_object(send, object, 0, None, deadline).await?;
     }
     send.finish()
         .map_err(|e| GatewayError::Stream(e.to_string()))

@@ -393,10 +393,18 @@ pub struct GatewayConfig {
     pub dedup_window: usize,
     /// How many times an idempotent request to a peer is tried before giving up.
     pub max_attempts: u32,
+    /// How long a put whose connection was cut keeps its reservation (and the bytes received)
+    /// for its client to resume it, counted from when the gateway notices the cut (at most
+    /// `timeouts.idle` after it); after it, the reservation is freed. Zero: a cut frees it at
+    /// once.
+    pub resume_grace: Duration,
     /// The clock leases are read with when they cross the wire (what is left of a lease is
     /// sent as a duration): the served store's clock.
     pub clock: Arc<dyn Clock>,
 }
+
+/// The default [`GatewayConfig::resume_grace`]: 30 s.
+pub const DEFAULT_RESUME_GRACE: Duration = Duration::from_secs(30);
 
 impl GatewayConfig {
     /// A configuration with defaults for everything but the address and TLS settings.
@@ -409,6 +417,7 @@ impl GatewayConfig {
             transport: TransportTuning::default(),
             dedup_window: 100_000,
             max_attempts: 3,
+            resume_grace: DEFAULT_RESUME_GRACE,
             clock: gos_store::system_clock(),
         }
     }

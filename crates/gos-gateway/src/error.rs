@@ -55,6 +55,16 @@ pub enum GatewayError {
     /// The peer answered with an error: the remote store's (or gateway's) own.
     #[error("the peer refused: {0}")]
     Remote(gos_store::Error),
+    /// A put cut by the connection could not be resumed: the gateway no longer holds it (its
+    /// grace period is over, or it restarted) and no attempt was left to put it again. Nothing
+    /// of it is stored.
+    #[error("transfer {transfer} was cut and the gateway no longer holds it (after {attempts} attempts); nothing of it is stored")]
+    ResumeRefused {
+        /// The transfer.
+        transfer: crate::frame::TransferId,
+        /// Attempts made.
+        attempts: u32,
+    },
     /// The peer answered something that does not answer the request.
     #[error("unexpected reply from the peer: {0}")]
     UnexpectedReply(String),
@@ -145,6 +155,7 @@ impl From<GatewayError> for gos_store::Error {
             GatewayError::Connect { .. }
             | GatewayError::Connection(_)
             | GatewayError::Stream(_)
+            | GatewayError::ResumeRefused { .. }
             | GatewayError::NotAllowed(_) => gos_store::Error::Unavailable(e.to_string()),
             other => gos_store::Error::backend("remote", other),
         }

@@ -37,9 +37,10 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 /// The first two bytes of every frame.
 pub const MAGIC: [u8; 2] = *b"GI";
-/// The frame format version this build speaks (3: the object trailer is its 16-byte digest,
+/// The frame format version this build speaks (4: a put names its transfer, which a
+/// [`Request::Resume`] continues after a cut; since 3 the object trailer is its 16-byte digest,
 /// and [`WireMeta`] carries it).
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 /// Length of the fixed prefix, in bytes.
 pub const PREFIX_LEN: usize = 8;
 /// Length of the digest trailer after an object, in bytes.
@@ -108,6 +109,23 @@ pub enum Request {
         /// commit), so the gateway does not fall back to a buffer when only the old value's
         /// space would make room.
         reservation: bool,
+        /// Names this transfer so that a [`Request::Resume`] can continue it after a cut
+        /// (`None`: not resumable, a cut frees the reservation at once).
+        transfer: Option<TransferId>,
+    },
+    /// Continue the put `transfer` after its connection was cut: answered with
+    /// [`Reply::Resume`]. When the gateway still holds the transfer's reservation (a cut
+    /// less than its resume grace period ago, or a connection it has not noticed dead yet),
+    /// it answers [`ResumePoint::From`] with how many bytes it holds, and the client sends
+    /// the object from there, then the whole object's digest; a final [`Reply::Done`] answers
+    /// the commit.
+    Resume {
+        /// The transfer, as its put named it.
+        transfer: TransferId,
+        /// The put's key (checked against the transfer's).
+        key: ObjectKey,
+        /// The put's length (checked against the transfer's).
+        len: u64,
     },
     /// Fetch an object; answered with [`Reply::Object`] and the object.
     Get {
@@ -157,6 +175,51 @@ pub enum Request {
     /// follows the header and is stored under `object.key` (with one reader per target node
     /// the receiver accepts) before the message is delivered.
     Deliver(Box<Delivery>),
+}
+
+/// Names one put's transfer, so that it can be resumed after a cut. Chosen by the client,
+/// unique among its identity's transfers (a gateway keys transfers by identity and id, so
+/// another identity can never continue one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TransferId(pub u128);
+
+impl TransferId {
+    /// A fresh id: 64 bits drawn once per process from the OS's randomness (through std's
+    /// hasher keys), then a counter, so ids never repeat within a process and collide across
+    /// processes only by chance.
+    pub fn fresh() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        use std::sync::OnceLock;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static PROCESS: OnceLock<u64> = OnceLock::new();
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let process = *PROCESS.get_or_init(|| {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u32(std::process::id());
+            h.finish()
+        });
+        TransferId(u128::from(process) << 64 | u128::from(NEXT.fetch_add(1, Ordering::Relaxed)))
+    }
+}
+
+impl std::fmt::Display for TransferId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+/// Where a resumed transfer goes on: the answer to [`Request::Resume`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ResumePoint {
+    /// The gateway holds the first `n` bytes: send the object from byte `n`, then the whole
+    /// object's digest.
+    From(u64),
+    /// The transfer was committed already (its answer was lost with the connection).
+    Committed,
+    /// No such transfer: never admitted, failed for another reason than a cut, or cut longer
+    /// ago than the gateway's resume grace period (its reservation was freed). Nothing of it
+    /// is in the store; the client may put the object again.
+    Unknown,
 }
 
 /// A put's options on the wire. The lease is a duration relative to the put: the receiving
@@ -256,6 +319,8 @@ pub enum Reply {
     Admitted,
     /// What a delivery did, per target node.
     Delivered(Vec<(u32, TargetOutcome)>),
+    /// Where a resumed transfer goes on.
+    Resume(ResumePoint),
 }
 
 /// [`ObjectMeta`](gos_store::ObjectMeta) on the wire: the lease is what is left of it, relative.
@@ -405,6 +470,7 @@ mod tests {
             ),
             len,
             reservation: false,
+            transfer: None,
         }
     }
 

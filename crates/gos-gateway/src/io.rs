@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 use bytes::Bytes;
 use gos_store::Digest;
-use quinn::{RecvStream, SendStream};
+use quinn::{RecvStream, SendStream, VarInt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -27,6 +27,9 @@ pub(crate) mod code {
     pub(crate) const CANCELLED: u32 = 2;
     /// The whole request took longer than its deadline.
     pub(crate) const TOO_SLOW: u32 = 3;
+    /// Connection close code: the client gave up on this connection and reconnects (a
+    /// transfer cut with it may be resumed on the new one).
+    pub(crate) const RECONNECTING: u32 = 4;
 }
 
 /// Awaits `f`, failing with [`GatewayError::Timeout`] after `after`.
@@ -138,17 +141,23 @@ impl Deadline {
     }
 }
 
-/// Writes an object and its digest trailer. The object's bytes are handed to quinn as slices
-/// of the same buffer (no copy). A `known` digest (the one the store keeps) is sent as it is;
-/// without one, the digest is computed slice by slice as they go.
+/// Writes an object from byte `from` on, then its digest trailer. The object's bytes are
+/// handed to quinn as slices of the same buffer (no copy). A `known` digest (the one the store
+/// keeps) is sent as it is; without one, the digest is computed slice by slice as they go (or,
+/// for a resumed transfer that starts past byte 0, over the whole object first).
 pub(crate) async fn send_object(
     send: &mut SendStream,
     object: &Bytes,
+    from: usize,
     known: Option<Digest>,
     deadline: &Deadline,
 ) -> Result<(), GatewayError> {
+    let known = match known {
+        None if from > 0 => Some(Digest::of(object)),
+        known => known,
+    };
     let mut checksum = known.is_none().then(Checksum::new);
-    let mut at = 0;
+    let mut at = from.min(object.len());
     while at < object.len() {
         let end = (at + CHUNK).min(object.len());
         if let Some(c) = &mut checksum {
@@ -171,38 +180,130 @@ pub(crate) async fn send_object(
     Ok(())
 }
 
-/// Reads an object of `buf.len()` bytes straight into `buf` (a store reservation) and checks
-/// its digest trailer, hashing each chunk as it lands (while it is in cache). Nothing is
-/// buffered on the way: quinn's received packets are copied once, into `buf`. Returns the
-/// digest, checked.
+/// How much of an object has landed in its buffer, and the digest of those bytes so far: what
+/// a transfer resumed on a new stream goes on from.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    /// Bytes received (and hashed) so far.
+    pub(crate) at: usize,
+    checksum: Checksum,
+}
+
+/// Why receiving an object stopped before its digest was checked.
+#[derive(Debug)]
+pub(crate) enum Interrupted<T> {
+    /// The stream failed. `cut` when its connection was lost (rather than the sender
+    /// cancelling, finishing early or sending a bad digest, or the deadline passing): a
+    /// transfer that may be resumed on a new connection.
+    Failed {
+        /// What failed.
+        error: GatewayError,
+        /// The connection was cut.
+        cut: bool,
+    },
+    /// A resume of this transfer arrived (on another stream) while this one was read.
+    Resumed(T),
+}
+
+impl<T> From<GatewayError> for Interrupted<T> {
+    fn from(error: GatewayError) -> Self {
+        Interrupted::Failed { error, cut: false }
+    }
+}
+
+/// Whether a read failed because the connection was cut: lost to a timeout, a stateless
+/// reset or a transport error, or closed by a client that reconnects
+/// ([`code::RECONNECTING`]); not a close on purpose or a stream the sender cancelled.
+fn is_cut(e: &quinn::ReadError) -> bool {
+    use quinn::ConnectionError as C;
+    match e {
+        quinn::ReadError::ConnectionLost(c) => match c {
+            C::TimedOut | C::Reset | C::TransportError(_) | C::ConnectionClosed(_) => true,
+            C::ApplicationClosed(close) => {
+                close.error_code == VarInt::from_u32(code::RECONNECTING)
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+fn read_failure<T>(e: quinn::ReadError) -> Interrupted<T> {
+    Interrupted::Failed {
+        cut: is_cut(&e),
+        error: e.into(),
+    }
+}
+
+/// Reads the rest of an object of `buf.len()` bytes straight into `buf` (a store reservation)
+/// from `progress.at` on, and checks its digest trailer, hashing each chunk as it lands (while
+/// it is in cache). Nothing is buffered on the way: quinn's received packets are copied once,
+/// into `buf`. Returns the digest, checked. A message on `resumes` (a resume of this transfer
+/// on another stream) ends the read at once, with `progress` at the bytes received.
+pub(crate) async fn recv_object_resumable<T>(
+    recv: &mut RecvStream,
+    buf: &mut [u8],
+    progress: &mut Progress,
+    deadline: &Deadline,
+    mut resumes: Option<&mut tokio::sync::mpsc::Receiver<T>>,
+) -> Result<Digest, Interrupted<T>> {
+    // A resume, if any can come (never, without a channel).
+    let mut resumed = async || match resumes.as_mut() {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    };
+    while progress.at < buf.len() {
+        let at = progress.at;
+        let end = (at + CHUNK).min(buf.len());
+        let read = tokio::select! {
+            biased;
+            Some(streams) = resumed() => return Err(Interrupted::Resumed(streams)),
+            // quinn's `read` is cancel-safe: bytes are taken only when it completes.
+            read = deadline.run("reading an object", recv.read(&mut buf[at..end])) => read?,
+        };
+        match read {
+            Ok(Some(n)) => {
+                progress.checksum.update(&buf[at..at + n]);
+                progress.at += n;
+            }
+            Ok(None) => {
+                return Err(GatewayError::from(frame::FrameError::Truncated(PREFIX_LEN + at)).into());
+            }
+            Err(e) => return Err(read_failure(e)),
+        }
+    }
+    // The trailer is sent again after a resume, so a partial read of it here is not kept.
+    let mut trailer = [0u8; CHECKSUM_LEN];
+    let read = tokio::select! {
+        biased;
+        Some(streams) = resumed() => return Err(Interrupted::Resumed(streams)),
+        read = deadline.run("reading a checksum", recv.read_exact(&mut trailer)) => read?,
+    };
+    match read {
+        Ok(()) => {}
+        Err(quinn::ReadExactError::ReadError(e)) => return Err(read_failure(e)),
+        Err(e) => return Err(GatewayError::from(e).into()),
+    }
+    let digest = progress.checksum.digest();
+    if digest == Digest::from_bytes(trailer) {
+        Ok(digest)
+    } else {
+        Err(GatewayError::ChecksumMismatch.into())
+    }
+}
+
+/// Reads an object of `buf.len()` bytes straight into `buf` and checks its digest trailer
+/// (see [`recv_object_resumable`]); a transfer that cannot be resumed.
 pub(crate) async fn recv_object_into(
     recv: &mut RecvStream,
     buf: &mut [u8],
     deadline: &Deadline,
 ) -> Result<Digest, GatewayError> {
-    let mut checksum = Checksum::new();
-    let mut at = 0;
-    while at < buf.len() {
-        let end = (at + CHUNK).min(buf.len());
-        match deadline
-            .run("reading an object", recv.read(&mut buf[at..end]))
-            .await??
-        {
-            Some(n) => {
-                checksum.update(&buf[at..at + n]);
-                at += n;
-            }
-            None => return Err(frame::FrameError::Truncated(PREFIX_LEN + at).into()),
-        }
-    }
-    let mut trailer = [0u8; CHECKSUM_LEN];
-    deadline
-        .run("reading a checksum", recv.read_exact(&mut trailer))
-        .await??;
-    let digest = checksum.digest();
-    if digest == Digest::from_bytes(trailer) {
-        Ok(digest)
-    } else {
-        Err(GatewayError::ChecksumMismatch)
-    }
+    let mut progress = Progress::default();
+    recv_object_resumable::<()>(recv, buf, &mut progress, deadline, None)
+        .await
+        .map_err(|e| match e {
+            Interrupted::Failed { error, .. } => error,
+            Interrupted::Resumed(()) => unreachable!("no resume channel"),
+        })
 }

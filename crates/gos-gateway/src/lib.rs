@@ -33,6 +33,7 @@ pub mod frame;
 mod hybrid;
 mod io;
 mod remote;
+mod resume;
 mod server;
 pub mod tls;
 
@@ -42,12 +43,12 @@ pub use quinn;
 pub use rustls;
 
 pub use config::{
-    ClientConfig, Congestion, GatewayConfig, MAX_MTU_UPPER_BOUND, MIN_MTU, Timeouts, TlsSettings,
+    ClientConfig, Congestion, DEFAULT_RESUME_GRACE, GatewayConfig, MAX_MTU_UPPER_BOUND, MIN_MTU, Timeouts, TlsSettings,
     TransportTuning, WireLimits,
 };
 pub use deliver::{DeliveryTarget, Outgoing, Peer};
 pub use error::GatewayError;
-pub use frame::TargetOutcome;
+pub use frame::{TargetOutcome, TransferId};
 pub use hybrid::{EdgeKind, FailedTarget, HybridReport, HybridTopology, HybridTopologyManager};
 pub use remote::RemoteStore;
 pub use server::{Gateway, GatewayStats};

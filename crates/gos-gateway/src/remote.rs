@@ -13,14 +13,16 @@ use gos_store::{
 use crate::client::{Link, Retry, Upload};
 use crate::config::ClientConfig;
 use crate::error::GatewayError;
-use crate::frame::{Reply, Request};
+use crate::frame::{Reply, Request, TransferId};
 
 /// A cluster's store, through its gateway: for a process on another host.
 ///
 /// Every operation is one request on its own QUIC stream; a dropped connection is
-/// re-established by the next operation; reads and overwriting puts are retried on a new
-/// connection when the transport fails (creates, puts with a reader count, deletes, releases
-/// and prefix deletes are sent once, so that their answers stay exact). Errors the remote
+/// re-established by the next operation; reads are retried on a new connection when the
+/// transport fails (deletes, releases and prefix deletes are sent once, so that their answers
+/// stay exact). A put (or a reservation's commit) cut by its connection is resumed on a new
+/// one from the bytes the gateway holds, within the gateway's grace period, so the object is
+/// stored once and whole; past it, the put starts again from byte 0. Errors the remote
 /// store raised come back as the same [`gos_store::Error`] variants. Reader counts and leases
 /// cross the wire (a lease as a duration, applied by the remote store's clock);
 /// [`reserve`](ObjectStore::reserve) is admitted and charged at the remote store.
@@ -101,10 +103,11 @@ impl ObjectStore for RemoteStore {
             options: options.into(),
             len: value.len() as u64,
             reservation: false,
+            transfer: Some(TransferId::fresh()),
         };
-        match self.link.call(&request, Some(&value), retry).await? {
-            (Reply::Done, _) => Ok(()),
-            (other, _) => Err(unexpected_store(&other)),
+        match self.link.put(&request, &value, retry, false).await? {
+            Reply::Done => Ok(()),
+            other => Err(unexpected_store(&other)),
         }
     }
 
@@ -188,12 +191,15 @@ impl ObjectStore for RemoteStore {
             options: options.into(),
             len: len as u64,
             reservation: true,
+            transfer: Some(TransferId::fresh()),
         };
         let upload = self.link.open_upload(&request, len as u64).await?;
         Ok(Box::new(RemoteReservation {
             key: key.clone(),
             buf: vec![0; len],
             upload,
+            link: &self.link,
+            request,
         }))
     }
 
@@ -250,14 +256,18 @@ impl ObjectStore for RemoteStore {
 /// and streamed on commit. Dropping it uncommitted resets the stream, and the gateway drops
 /// its reservation.
 #[derive(Debug)]
-struct RemoteReservation {
+struct RemoteReservation<'a> {
     key: ObjectKey,
     buf: Vec<u8>,
     upload: Upload,
+    /// To resume the commit's transfer after a cut.
+    link: &'a Link,
+    /// The reservation's put, naming its transfer.
+    request: Request,
 }
 
 #[async_trait]
-impl Reservation for RemoteReservation {
+impl Reservation for RemoteReservation<'_> {
     fn len(&self) -> usize {
         self.buf.len()
     }
@@ -270,8 +280,23 @@ impl Reservation for RemoteReservation {
         &mut self.buf
     }
 
+    /// Streams the bytes; a cut on the way is resumed on a new connection (see
+    /// [`RemoteStore`]'s put).
     async fn commit(self: Box<Self>) -> Result<()> {
-        let RemoteReservation { buf, upload, .. } = *self;
-        Ok(upload.commit(Bytes::from(buf)).await?)
+        let RemoteReservation {
+            buf,
+            upload,
+            link,
+            request,
+            ..
+        } = *self;
+        let object = Bytes::from(buf);
+        match upload.commit(object.clone()).await {
+            Err(e) if e.is_transport() => match link.put(&request, &object, Retry::Once, true).await? {
+                Reply::Done => Ok(()),
+                other => Err(unexpected_store(&other)),
+            },
+            other => Ok(other?),
+        }
     }
 }

@@ -22,7 +22,9 @@ use crate::dedup::{Claim, Dedup};
 use crate::deliver::{DeliveryTarget, Peer};
 use crate::error::GatewayError;
 use crate::frame::{Delivery, FrameKind, Reply, Request, Response, TargetOutcome, WireMeta};
-use crate::io::{self, Deadline, code, timed};
+use crate::frame::{ResumePoint, TransferId};
+use crate::io::{self, Deadline, Interrupted, Progress, code, timed};
+use crate::resume::{Lookup, Streams, Transfers};
 use crate::tls::{self, Role};
 
 /// A cluster's gateway: serves its store and delivers messages to its nodes, to the peer
@@ -44,6 +46,7 @@ struct Inner {
     dedup: Dedup,
     stats: Counters,
     load: Arc<Load>,
+    transfers: Transfers,
 }
 
 /// What a gateway has served so far.
@@ -69,6 +72,16 @@ pub struct GatewayStats {
     pub denied: u64,
     /// Requests cut because the whole transfer took longer than its deadline.
     pub too_slow: u64,
+    /// Puts resumed on a new connection after a cut (each resume counts once).
+    pub resumed: u64,
+    /// Object bytes a resume did not need sent again (the bytes held when it came).
+    pub resumed_bytes: u64,
+    /// Resumes answered [`ResumePoint::Unknown`](crate::frame::ResumePoint::Unknown): no such
+    /// transfer (never admitted, failed, or cut longer ago than the grace period).
+    pub resumes_refused: u64,
+    /// Cut puts whose client did not resume them within the grace period: their reservations
+    /// were freed.
+    pub abandoned: u64,
 }
 
 #[derive(Debug, Default)]
@@ -83,6 +96,10 @@ struct Counters {
     busy: AtomicU64,
     denied: AtomicU64,
     too_slow: AtomicU64,
+    resumed: AtomicU64,
+    resumed_bytes: AtomicU64,
+    resumes_refused: AtomicU64,
+    abandoned: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64, by: u64) {
@@ -126,6 +143,7 @@ impl Gateway {
             target,
             stats: Counters::default(),
             load: Arc::default(),
+            transfers: Transfers::default(),
         });
         let accept = tokio::spawn(accept_loop(endpoint.clone(), inner.clone()));
         if let Ok(addr) = endpoint.local_addr() {
@@ -169,6 +187,10 @@ impl Gateway {
             busy: get(&s.busy),
             denied: get(&s.denied),
             too_slow: get(&s.too_slow),
+            resumed: get(&s.resumed),
+            resumed_bytes: get(&s.resumed_bytes),
+            resumes_refused: get(&s.resumes_refused),
+            abandoned: get(&s.abandoned),
         }
     }
 
@@ -428,6 +450,9 @@ async fn refuse_busy(
 enum Answer {
     Reply(Reply),
     Object(Bytes, Digest, FlightGuard),
+    /// A resume of a live transfer: its streams go to the task that holds the reservation,
+    /// which answers on them.
+    HandOff(tokio::sync::mpsc::Sender<Streams>, TransferId),
 }
 
 /// Answers one request in its own span (debug level: the peer, then the operation, the key or
@@ -468,6 +493,7 @@ fn describe(request: &Request) -> (&'static str, Option<String>, Option<u64>) {
             Some(key.to_string()),
             Some(*len),
         ),
+        Request::Resume { key, len, .. } => ("resume", Some(key.to_string()), Some(*len)),
         Request::Get { key } => ("get", Some(key.to_string()), None),
         Request::Head { key } => ("head", Some(key.to_string()), None),
         Request::Delete { key } => ("delete", Some(key.to_string()), None),
@@ -497,11 +523,34 @@ async fn answer_stream(
     inner: Arc<Inner>,
 ) {
     let io = inner.config.timeouts.io;
-    let answer = handle(&mut send, &mut recv, &peer, &inner).await;
+    let mut answer = handle(&mut send, &mut recv, &peer, &inner).await;
+    if let Ok(Answer::HandOff(transfer, id)) = answer {
+        match transfer.try_send((send, recv)) {
+            // The transfer's task answers on these streams from here.
+            Ok(()) => return,
+            Err(tokio::sync::mpsc::error::TrySendError::Full((s, r))) => {
+                (send, recv) = (s, r);
+                answer = Err(Error::Busy("this transfer is being resumed already".into()));
+            }
+            Err(tokio::sync::mpsc::error::TrySendError::Closed((s, r))) => {
+                // It ended between the lookup and now: a cut one past its grace period, or a
+                // committed one whose task has let go of its channel.
+                (send, recv) = (s, r);
+                let point = if inner.transfers.was_committed(&peer, id) {
+                    ResumePoint::Committed
+                } else {
+                    bump(&inner.stats.resumes_refused, 1);
+                    ResumePoint::Unknown
+                };
+                answer = Ok(Answer::Reply(Reply::Resume(point)));
+            }
+        }
+    }
     let result = match answer {
         Ok(Answer::Reply(reply)) => {
             io::write_frame(&mut send, FrameKind::Response, &Response::Ok(reply), io).await
         }
+        Ok(Answer::HandOff(..)) => unreachable!("a hand-off is answered above"),
         Ok(Answer::Object(object, digest, _flight)) => {
             let len = object.len() as u64;
             tracing::Span::current().record("bytes", len);
@@ -510,7 +559,7 @@ async fn answer_stream(
             let deadline = Deadline::transfer(len, &inner.config.limits, io);
             let sent = async {
                 io::write_frame(&mut send, FrameKind::Response, &reply, io).await?;
-                io::send_object(&mut send, &object, Some(digest), &deadline).await
+                io::send_object(&mut send, &object, 0, Some(digest), &deadline).await
             };
             let sent = sent.await;
             match &sent {
@@ -599,12 +648,25 @@ async fn handle(
             options,
             len,
             reservation,
+            transfer,
         } => {
+            let transfer = transfer.map(|t| (peer, t));
             admit(inner, peer, &key, &options.into(), len, !reservation)
                 .await?
-                .receive(send, recv, inner)
+                .receive(send, recv, inner, transfer)
                 .await?;
             Reply::Done
+        }
+        Request::Resume { transfer, key, len } => {
+            match inner.transfers.lookup(peer, transfer, &key, len)? {
+                Lookup::Live(resume) => return Ok(Answer::HandOff(resume, transfer)),
+                Lookup::Committed => Reply::Resume(ResumePoint::Committed),
+                Lookup::Unknown => {
+                    bump(&inner.stats.resumes_refused, 1);
+                    tracing::debug!(%peer, %transfer, "resume refused: no such transfer");
+                    Reply::Resume(ResumePoint::Unknown)
+                }
+            }
         }
         Request::Get { key } => match op!("store get", store.get_digested(&key)) {
             Some((object, digest)) => {
@@ -735,13 +797,26 @@ impl Admitted<'_> {
     /// Tells the sender it is admitted, then streams the object into the reservation, checks
     /// its digest and commits it with that digest, all within the transfer's deadline; any
     /// failure drops the reservation uncommitted.
+    ///
+    /// A put that names its `transfer` can be resumed: when its connection is cut, the
+    /// reservation and the bytes received are kept for the grace period, and a
+    /// [`Request::Resume`] from the same identity (on a new connection, even one that arrives
+    /// before this side notices the cut) continues it. `send` and `recv` are then replaced by
+    /// the resume's streams, which the caller answers on.
     async fn receive(
         mut self,
         send: &mut SendStream,
         recv: &mut RecvStream,
         inner: &Inner,
+        transfer: Option<(&Arc<str>, TransferId)>,
     ) -> Result<(), Error> {
         let io = inner.config.timeouts.io;
+        let grace = inner.config.resume_grace;
+        let key = self.reservation.key().clone();
+        let mut registration = match transfer {
+            Some((peer, id)) => Some(inner.transfers.register(peer, id, &key, self.len)?),
+            None => None,
+        };
         io::write_frame(
             send,
             FrameKind::Response,
@@ -750,18 +825,71 @@ impl Admitted<'_> {
         )
         .await
         .map_err(wire)?;
+        let mut progress = Progress::default();
         // Measured from admission: a client that reserved may fill its buffer first, but not
         // for longer than the transfer would take at the minimum rate.
-        let deadline = Deadline::transfer(self.len, &inner.config.limits, io).whole_only();
-        let received = io::recv_object_into(recv, self.reservation.as_mut_slice(), &deadline).await;
-        let digest = match received {
-            Ok(digest) => digest,
-            Err(e) => {
-                if matches!(e, GatewayError::Timeout { .. }) {
-                    recv.stop(VarInt::from_u32(code::TOO_SLOW)).ok();
+        let mut deadline = Deadline::transfer(self.len, &inner.config.limits, io).whole_only();
+        let digest = loop {
+            let resumes = registration.as_mut().map(|r| &mut r.resumes);
+            let received = io::recv_object_resumable(
+                recv,
+                self.reservation.as_mut_slice(),
+                &mut progress,
+                &deadline,
+                resumes,
+            )
+            .await;
+            let (new_send, new_recv) = match received {
+                Ok(digest) => break digest,
+                Err(Interrupted::Resumed(streams)) => {
+                    // The client came back on a new connection before this side noticed the
+                    // old one was gone.
+                    recv.stop(VarInt::from_u32(code::CANCELLED)).ok();
+                    streams
                 }
-                return Err(wire(e));
-            }
+                Err(Interrupted::Failed { error, cut: true }) if registration.is_some() => {
+                    let Some(r) = registration.as_mut() else {
+                        unreachable!("checked by the guard")
+                    };
+                    tracing::info!(
+                        %key,
+                        received = progress.at,
+                        len = self.len,
+                        "transfer cut ({error}): holding it {} for a resume",
+                        crate::error::human(&grace)
+                    );
+                    match tokio::time::timeout(grace, r.resumes.recv()).await {
+                        Ok(Some(streams)) => streams,
+                        _ => {
+                            bump(&inner.stats.abandoned, 1);
+                            tracing::info!(%key, "cut transfer not resumed in time: freed");
+                            return Err(wire(error));
+                        }
+                    }
+                }
+                Err(Interrupted::Failed { error, .. }) => {
+                    if matches!(error, GatewayError::Timeout { .. }) {
+                        recv.stop(VarInt::from_u32(code::TOO_SLOW)).ok();
+                    }
+                    return Err(wire(error));
+                }
+            };
+            *send = new_send;
+            *recv = new_recv;
+            let held = progress.at as u64;
+            io::write_frame(
+                send,
+                FrameKind::Response,
+                &Response::Ok(Reply::Resume(ResumePoint::From(held))),
+                io,
+            )
+            .await
+            .map_err(wire)?;
+            bump(&inner.stats.resumed, 1);
+            bump(&inner.stats.resumed_bytes, held);
+            tracing::info!(%key, from = held, len = self.len, "transfer resumed");
+            deadline =
+                Deadline::transfer(self.len - held, &inner.config.limits, io).whole_only();
         };
         timed(
             "store commit",
@@ -770,6 +898,21 @@ impl Admitted<'_> {
         )
         .await
         .map_err(wire)??;
+        if let Some(mut r) = registration {
+            r.committed(grace.max(io));
+            // A resume that raced the commit is answered: committed (and one that comes
+            // after the channel is closed is answered so by its own task).
+            r.resumes.close();
+            while let Ok((mut send, _recv)) = r.resumes.try_recv() {
+                let answer = Response::Ok(Reply::Resume(ResumePoint::Committed));
+                if io::write_frame(&mut send, FrameKind::Response, &answer, io)
+                    .await
+                    .is_ok()
+                {
+                    send.finish().ok();
+                }
+            }
+        }
         bump(&inner.stats.bytes_in, self.len);
         Ok(())
     }
@@ -845,7 +988,7 @@ async fn deliver(
             let options = PutOptions::new().readers(readers).with_lease(object.lease);
             admit(inner, peer, &object.key, &options, object.len, true)
                 .await?
-                .receive(send, recv, inner)
+                .receive(send, recv, inner, None)
                 .await?;
             Some(&object.key)
         }

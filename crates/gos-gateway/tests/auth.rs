@@ -42,6 +42,7 @@ async fn anything_gets_through(
             options: frame::WireOptions::from(&gos_store::PutOptions::new()),
             len: 0,
             reservation: false,
+            transfer: None,
         };
         send.write_all(&frame::encode(FrameKind::Request, &put).unwrap())
             .await

@@ -45,6 +45,7 @@ async fn bad_frames_are_answered_with_errors_and_others_are_still_served() {
         options: WireOptions::from(&PutOptions::new()),
         len,
         reservation: false,
+        transfer: None,
     };
     let valid = frame::encode(FrameKind::Request, &put(4)).unwrap();
 

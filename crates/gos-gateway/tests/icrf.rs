@@ -28,6 +28,7 @@ fn put_request(key: &ObjectKey, len: u64) -> Request {
         options: WireOptions::from(&PutOptions::new()),
         len,
         reservation: false,
+        transfer: None,
     }
 }
 

@@ -305,6 +305,7 @@ async fn a_trickling_sender_is_cut_at_its_deadline_and_its_reservation_freed() {
         options: WireOptions::from(&PutOptions::new()),
         len: 1 << 20,
         reservation: false,
+        transfer: None,
     };
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
     send.write_all(&frame::encode(FrameKind::Request, &put).unwrap())

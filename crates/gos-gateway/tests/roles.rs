@@ -233,6 +233,7 @@ async fn a_peer_cluster_acts_only_for_its_own_nodes() {
             options: WireOptions::from(&PutOptions::new().readers(7)),
             len: 0,
             reservation: false,
+            transfer: None,
         },
     )
     .unwrap();
