@@ -6,7 +6,7 @@
 //! After every kill the store's invariant checker passes and every value present is whole
 //! (values describe themselves: a tag, their length, then bytes derived from the tag). Every
 //! few seconds, and at the end, all clients are killed at once and the space their
-//! reservations held must be free within the gateway's idle timeout (plus slack).
+//! reservations held must be free within the gateway's idle timeout and resume grace period (plus slack).
 //!
 //! 25 s by default (CI); `GOS_SOAK_SECONDS` sets the length (`cargo xtask soak --seconds`),
 //! `GOS_SOAK_SEED` replays a run (the seed is printed, and named in any failure),
@@ -54,10 +54,14 @@ fn timeouts() -> Timeouts {
     }
 }
 
+/// How long the gateway keeps a cut put for its client to resume it (short: killed clients
+/// never come back).
+const RESUME_GRACE: Duration = Duration::from_secs(1);
+
 /// How long after its client vanished a reservation may still hold space: the gateway's idle
-/// timeout, plus slack for a loaded machine.
+/// timeout (when it notices), then the resume grace period, plus slack for a loaded machine.
 fn reservation_bound() -> Duration {
-    timeouts().idle + Duration::from_secs(3)
+    timeouts().idle + RESUME_GRACE + Duration::from_secs(3)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -158,6 +162,7 @@ async fn gateway(dir: &Path, addr: SocketAddr, name: &str) -> Result<()> {
     )?;
     let mut config = GatewayConfig::new(addr, tls);
     config.timeouts = timeouts();
+    config.resume_grace = RESUME_GRACE;
     let gateway = Gateway::start(config, Arc::new(store)).await?;
     println!("READY {}", gateway.local_addr()?);
     std::io::stdout().flush()?;

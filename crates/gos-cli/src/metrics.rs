@@ -105,6 +105,7 @@ struct Exported {
     connections: Counter,
     requests: Family<ResultLabels, Counter>,
     gateway_bytes: Family<DirectionLabels, Counter>,
+    resumes: Family<ResultLabels, Counter>,
     /// The gateway's counters at the last scrape (they are exported as increments).
     last: Mutex<GatewayStats>,
 }
@@ -169,6 +170,12 @@ impl Exported {
             "Object bytes through the gateway, by direction",
             gateway_bytes.clone(),
         );
+        let resumes = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "gateway_resumes",
+            "Puts cut by their connection: resumed, resumes refused, abandoned past the grace period",
+            resumes.clone(),
+        );
         Exported {
             registry,
             store_bytes,
@@ -178,6 +185,7 @@ impl Exported {
             connections,
             requests,
             gateway_bytes,
+            resumes,
             last: Mutex::new(GatewayStats::default()),
         }
     }
@@ -208,6 +216,15 @@ impl Exported {
             self.gateway_bytes
                 .get_or_create(&DirectionLabels { direction: "out" })
                 .inc_by(delta(now.bytes_out, last.bytes_out));
+            for (result, new, old) in [
+                ("resumed", now.resumed, last.resumed),
+                ("refused", now.resumes_refused, last.resumes_refused),
+                ("abandoned", now.abandoned, last.abandoned),
+            ] {
+                self.resumes
+                    .get_or_create(&ResultLabels { result })
+                    .inc_by(delta(new, old));
+            }
             *last = now;
         }
         let mut text = String::new();

@@ -58,7 +58,9 @@ pub enum GatewayError {
     /// A put cut by the connection could not be resumed: the gateway no longer holds it (its
     /// grace period is over, or it restarted) and no attempt was left to put it again. Nothing
     /// of it is stored.
-    #[error("transfer {transfer} was cut and the gateway no longer holds it (after {attempts} attempts); nothing of it is stored")]
+    #[error(
+        "transfer {transfer} was cut and the gateway no longer holds it (after {attempts} attempts); nothing of it is stored"
+    )]
     ResumeRefused {
         /// The transfer.
         transfer: crate::frame::TransferId,

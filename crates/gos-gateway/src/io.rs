@@ -219,9 +219,7 @@ fn is_cut(e: &quinn::ReadError) -> bool {
     match e {
         quinn::ReadError::ConnectionLost(c) => match c {
             C::TimedOut | C::Reset | C::TransportError(_) | C::ConnectionClosed(_) => true,
-            C::ApplicationClosed(close) => {
-                close.error_code == VarInt::from_u32(code::RECONNECTING)
-            }
+            C::ApplicationClosed(close) => close.error_code == VarInt::from_u32(code::RECONNECTING),
             _ => false,
         },
         _ => false,
@@ -267,7 +265,9 @@ pub(crate) async fn recv_object_resumable<T>(
                 progress.at += n;
             }
             Ok(None) => {
-                return Err(GatewayError::from(frame::FrameError::Truncated(PREFIX_LEN + at)).into());
+                return Err(
+                    GatewayError::from(frame::FrameError::Truncated(PREFIX_LEN + at)).into(),
+                );
             }
             Err(e) => return Err(read_failure(e)),
         }

@@ -43,8 +43,8 @@ pub use quinn;
 pub use rustls;
 
 pub use config::{
-    ClientConfig, Congestion, DEFAULT_RESUME_GRACE, GatewayConfig, MAX_MTU_UPPER_BOUND, MIN_MTU, Timeouts, TlsSettings,
-    TransportTuning, WireLimits,
+    ClientConfig, Congestion, DEFAULT_RESUME_GRACE, GatewayConfig, MAX_MTU_UPPER_BOUND, MIN_MTU,
+    Timeouts, TlsSettings, TransportTuning, WireLimits,
 };
 pub use deliver::{DeliveryTarget, Outgoing, Peer};
 pub use error::GatewayError;

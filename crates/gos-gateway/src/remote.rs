@@ -292,10 +292,12 @@ impl Reservation for RemoteReservation<'_> {
         } = *self;
         let object = Bytes::from(buf);
         match upload.commit(object.clone()).await {
-            Err(e) if e.is_transport() => match link.put(&request, &object, Retry::Once, true).await? {
-                Reply::Done => Ok(()),
-                other => Err(unexpected_store(&other)),
-            },
+            Err(e) if e.is_transport() => {
+                match link.put(&request, &object, Retry::Once, true).await? {
+                    Reply::Done => Ok(()),
+                    other => Err(unexpected_store(&other)),
+                }
+            }
             other => Ok(other?),
         }
     }

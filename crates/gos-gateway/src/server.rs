@@ -888,8 +888,7 @@ impl Admitted<'_> {
             bump(&inner.stats.resumed, 1);
             bump(&inner.stats.resumed_bytes, held);
             tracing::info!(%key, from = held, len = self.len, "transfer resumed");
-            deadline =
-                Deadline::transfer(self.len - held, &inner.config.limits, io).whole_only();
+            deadline = Deadline::transfer(self.len - held, &inner.config.limits, io).whole_only();
         };
         timed(
             "store commit",

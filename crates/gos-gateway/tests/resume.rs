@@ -79,7 +79,12 @@ enum Cut {
 
 /// One raw put cut at `cut`, then resumed on a new connection of the same identity; returns
 /// where the gateway said to go on from.
-async fn cut_and_resume(fed: &Fed, gateway: &Gateway, store: &MemoryStore, cut: Cut) -> ResumePoint {
+async fn cut_and_resume(
+    fed: &Fed,
+    gateway: &Gateway,
+    store: &MemoryStore,
+    cut: Cut,
+) -> ResumePoint {
     let len = 3 << 20;
     let key = ObjectKey::new(format!("resume/{cut:?}").replace(['(', ')'], "_")).unwrap();
     let object = pattern(len, 7);
@@ -116,7 +121,9 @@ async fn cut_and_resume(fed: &Fed, gateway: &Gateway, store: &MemoryStore, cut: 
 
     let again = raw_connection(fed, "west", gateway).await;
     let (mut send, mut recv) = again.open_bi().await.unwrap();
-    send.write_all(&resume(&key, len as u64, transfer)).await.unwrap();
+    send.write_all(&resume(&key, len as u64, transfer))
+        .await
+        .unwrap();
     let point = match read_one_response(&mut recv).await {
         Response::Ok(Reply::Resume(point)) => point,
         other => panic!("{cut:?}: {other:?}"),
@@ -130,7 +137,10 @@ async fn cut_and_resume(fed: &Fed, gateway: &Gateway, store: &MemoryStore, cut: 
             send.write_all(&wire[from..]).await.unwrap();
             send.finish().unwrap();
             assert!(
-                matches!(read_one_response(&mut recv).await, Response::Ok(Reply::Done)),
+                matches!(
+                    read_one_response(&mut recv).await,
+                    Response::Ok(Reply::Done)
+                ),
                 "{cut:?}"
             );
         }
@@ -394,10 +404,15 @@ async fn remote_puts_cut_at_random_offsets_arrive_once_and_whole() {
             assert!(value == object, "round {round}: the object is whole");
             assert_eq!(digest, Digest::of(&object));
             // Stored once: one commit of its bytes, one key, nothing held.
-            assert_eq!(after.bytes_in - before.bytes_in, len as u64, "round {round}");
+            assert_eq!(
+                after.bytes_in - before.bytes_in,
+                len as u64,
+                "round {round}"
+            );
             if was_cut {
                 assert!(
-                    after.resumed > before.resumed || after.resumes_refused > before.resumes_refused,
+                    after.resumed > before.resumed
+                        || after.resumes_refused > before.resumes_refused,
                     "round {round}: the cut put was resumed (or put again)"
                 );
             }

@@ -445,6 +445,11 @@ pub struct GatewayConfig {
     /// How many times an idempotent request to a peer is tried before giving up.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
+    /// How long a put cut with its connection keeps its reservation (and the bytes received)
+    /// for its client to resume it, from when the gateway notices the cut; `"0s"` frees it
+    /// at once.
+    #[serde(default = "default_resume_grace", with = "humantime_serde")]
+    pub resume_grace: Duration,
     /// How long each network wait may take.
     #[serde(default)]
     pub timeouts: TimeoutsConfig,
@@ -467,6 +472,10 @@ fn default_dedup_window() -> usize {
 
 fn default_max_attempts() -> u32 {
     3
+}
+
+fn default_resume_grace() -> Duration {
+    gos_gateway::DEFAULT_RESUME_GRACE
 }
 
 /// `[gateway.timeouts]`: every wait on the network is bounded by one of these.
@@ -1030,7 +1039,7 @@ mod tests {
     #[test]
     fn every_gateway_setting_is_read() {
         let text = format!(
-            "{GOOD}dedup_window = 10\nmax_attempts = 5\n\
+            "{GOOD}dedup_window = 10\nmax_attempts = 5\nresume_grace = \"2m\"\n\
              [gateway.timeouts]\nconnect = \"1s\"\nio = \"2500ms\"\nidle = \"1m\"\n\
              [gateway.limits]\nmax_request_header = \"64KiB\"\nmax_response_header = \"1MiB\"\nmax_object = \"1.5GiB\"\n\
              [gateway.transport]\nstream_window = \"1MiB\"\nconnection_window = \"4MiB\"\nsend_window = \"2MiB\"\nudp_buffer = \"1MiB\"\nmax_concurrent_streams = 8\n\
@@ -1040,6 +1049,7 @@ mod tests {
         let g = c.gateway.unwrap();
         assert_eq!(g.dedup_window, 10);
         assert_eq!(g.max_attempts, 5);
+        assert_eq!(g.resume_grace, Duration::from_secs(120));
         assert_eq!(g.timeouts.io, Duration::from_millis(2500));
         assert_eq!(g.timeouts.idle, Duration::from_secs(60));
         assert_eq!(g.limits.max_object, ByteSize(3 << 29));
@@ -1395,5 +1405,6 @@ mod tests {
         );
         assert_eq!(w.dedup_window, default_dedup_window());
         assert_eq!(w.max_attempts, default_max_attempts());
+        assert_eq!(w.resume_grace, default_resume_grace());
     }
 }

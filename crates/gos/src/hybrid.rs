@@ -126,6 +126,7 @@ impl GatewayConfig {
             .map_err(|e| gos_gateway::GatewayError::InvalidConfig(format!("gateway.{e}")))?;
         wire.dedup_window = self.dedup_window;
         wire.max_attempts = self.max_attempts;
+        wire.resume_grace = self.resume_grace;
         Ok(wire)
     }
 }
