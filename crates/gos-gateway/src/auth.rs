@@ -165,6 +165,7 @@ mod tests {
                 key: key(o),
                 len: 1,
                 lease: None,
+                transfer: None,
             }),
         }))
     }

@@ -15,6 +15,17 @@ use crate::frame::{FrameKind, PREFIX_LEN, Reply, Request, Response, ResumePoint,
 use crate::io::{self, Deadline, code, timed};
 use crate::tls::cluster_dns_name;
 
+/// How a resumed transfer ended.
+#[derive(Debug)]
+enum Resumed {
+    /// The request's own answer (after the rest of the object was sent).
+    Answered(Reply),
+    /// The object was committed already (its answer was lost with the connection).
+    Committed,
+    /// The gateway does not know the transfer: nothing of it is stored.
+    Unknown,
+}
+
 /// Whether a request may be sent again after a failure whose outcome is unknown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Retry {
@@ -222,28 +233,35 @@ impl Link {
         }
     }
 
-    /// Sends a put that names its transfer (`request` is a [`Request::Put`] with an id), with
-    /// its object. When the connection is cut, the next attempt resumes the transfer on a new
-    /// connection from the bytes the gateway holds ([`Request::Resume`]), so the object is
-    /// stored once; when the gateway no longer knows the transfer (it was never admitted, or
-    /// the cut is older than its grace period), the next attempt puts it again from byte 0.
+    /// Sends a request that carries an object and names its transfer (a [`Request::Put`], or
+    /// a [`Request::Deliver`] with an object, with an id). When the connection is cut, the
+    /// next attempt resumes the transfer on a new connection from the bytes the gateway holds
+    /// ([`Request::Resume`]), so the object is stored once; when the gateway no longer knows
+    /// the transfer (it was never admitted, or the cut is older than its grace period), the
+    /// next attempt sends the request again from byte 0 (a delivery whose object was
+    /// committed too: the receiver's deduplication answers for the targets already reached).
     /// `resume` starts with a resume (a reservation whose commit was cut). A busy gateway is
     /// retried only when `retry` allows it.
-    pub(crate) async fn put(
+    pub(crate) async fn send_resumable(
         &self,
         request: &Request,
         object: &Bytes,
         retry: Retry,
         mut resume: bool,
     ) -> Result<Reply, GatewayError> {
-        let Request::Put {
-            transfer: Some(transfer),
-            key,
-            ..
-        } = request
-        else {
+        let named = match request {
+            Request::Put {
+                transfer: Some(transfer),
+                key,
+                ..
+            } => Some((*transfer, key)),
+            Request::Deliver(d) => d.object.as_ref().and_then(|o| Some((o.transfer?, &o.key))),
+            _ => None,
+        };
+        let Some((transfer, key)) = named else {
             return Ok(self.call(request, Some(object), retry).await?.0);
         };
+        let delivery = matches!(request, Request::Deliver(_));
         let mut attempt = u32::from(resume) + 1;
         if resume {
             tokio::time::sleep(backoff(1)).await;
@@ -252,11 +270,11 @@ impl Link {
             let result = match self.connection().await {
                 Ok(conn) => {
                     let result = if resume {
-                        self.resume_once(&conn, *transfer, key, object).await
+                        self.resume_once(&conn, transfer, key, object).await
                     } else {
                         self.call_once(&conn, request, Some(object))
                             .await
-                            .map(|(reply, _)| Some(reply))
+                            .map(|(reply, _)| Resumed::Answered(reply))
                     };
                     if result.as_ref().is_err_and(GatewayError::is_transport) {
                         self.forget(&conn).await;
@@ -266,9 +284,11 @@ impl Link {
                 Err(e) => Err(e),
             };
             let again = match &result {
-                Ok(Some(_)) => false,
-                // Unknown to the gateway: nothing of it is stored; put it again.
-                Ok(None) => {
+                Ok(Resumed::Answered(_)) => false,
+                Ok(Resumed::Committed) if !delivery => false,
+                // Unknown to the gateway: nothing of it is stored; send it again. (A delivery
+                // whose object was committed is sent again too, for its outcomes.)
+                Ok(Resumed::Unknown | Resumed::Committed) => {
                     resume = false;
                     true
                 }
@@ -280,29 +300,29 @@ impl Link {
             };
             if !again || attempt >= self.max_attempts {
                 return match result {
-                    Ok(Some(reply)) => Ok(reply),
-                    Ok(None) => Err(GatewayError::ResumeRefused {
-                        transfer: *transfer,
+                    Ok(Resumed::Answered(reply)) => Ok(reply),
+                    Ok(Resumed::Committed) if !delivery => Ok(Reply::Done),
+                    Ok(Resumed::Unknown | Resumed::Committed) => Err(GatewayError::ResumeRefused {
+                        transfer,
                         attempts: attempt,
                     }),
                     Err(e) => Err(e),
                 };
             }
-            tracing::debug!(peer = %self.cluster, attempt, %transfer, resume, "trying the put again");
+            tracing::debug!(peer = %self.cluster, attempt, %transfer, resume, "sending the object again");
             tokio::time::sleep(backoff(attempt)).await;
             attempt += 1;
         }
     }
 
-    /// Asks the gateway to resume `transfer` and sends what it is missing. `None`: the gateway
-    /// does not know the transfer (nothing of it is stored).
+    /// Asks the gateway to resume `transfer` and sends what it is missing.
     async fn resume_once(
         &self,
         conn: &Connection,
         transfer: TransferId,
         key: &gos_store::ObjectKey,
         object: &Bytes,
-    ) -> Result<Option<Reply>, GatewayError> {
+    ) -> Result<Resumed, GatewayError> {
         let io = self.timeouts.io;
         let max = self.limits.max_response_header;
         let len = object.len() as u64;
@@ -316,8 +336,8 @@ impl Link {
         let first: Response = io::read_frame(&mut recv, FrameKind::Response, max, io * 2).await?;
         let from = match first {
             Response::Ok(Reply::Resume(ResumePoint::From(from))) if from <= len => from,
-            Response::Ok(Reply::Resume(ResumePoint::Committed)) => return Ok(Some(Reply::Done)),
-            Response::Ok(Reply::Resume(ResumePoint::Unknown)) => return Ok(None),
+            Response::Ok(Reply::Resume(ResumePoint::Committed)) => return Ok(Resumed::Committed),
+            Response::Ok(Reply::Resume(ResumePoint::Unknown)) => return Ok(Resumed::Unknown),
             Response::Ok(other) => {
                 return Err(GatewayError::UnexpectedReply(format!("{other:?}")));
             }
@@ -330,9 +350,9 @@ impl Link {
         io::send_object(&mut send, object, from, None, &deadline).await?;
         send.finish()
             .map_err(|e| GatewayError::Stream(e.to_string()))?;
+        // The request's own answer: `Done` for a put, `Delivered` for a delivery.
         match io::read_frame(&mut recv, FrameKind::Response, max, io * 2).await? {
-            Response::Ok(Reply::Done) => Ok(Some(Reply::Done)),
-            Response::Ok(other) => Err(GatewayError::UnexpectedReply(format!("{other:?}"))),
+            Response::Ok(reply) => Ok(Resumed::Answered(reply)),
             Response::Err(e) => Err(GatewayError::Remote(e)),
         }
     }

@@ -108,15 +108,24 @@ impl Peer {
                 key: o.key.clone(),
                 len: o.bytes.len() as u64,
                 lease: o.lease,
+                transfer: Some(crate::frame::TransferId::fresh()),
             }),
         }));
-        let payload = object.map(|o| o.bytes);
-        match self.link.call(&request, payload, Retry::Idempotent).await? {
-            (Reply::Delivered(outcomes), _) => Ok(outcomes
+        let reply = match object {
+            // A cut on the way is resumed (docs/icrf.md, "Resume after a cut").
+            Some(o) => {
+                self.link
+                    .send_resumable(&request, o.bytes, Retry::Idempotent, false)
+                    .await?
+            }
+            None => self.link.call(&request, None, Retry::Idempotent).await?.0,
+        };
+        match reply {
+            Reply::Delivered(outcomes) => Ok(outcomes
                 .into_iter()
                 .map(|(node, outcome)| (NodeId(node), outcome))
                 .collect()),
-            (other, _) => Err(GatewayError::UnexpectedReply(format!("{other:?}"))),
+            other => Err(GatewayError::UnexpectedReply(format!("{other:?}"))),
         }
     }
 

@@ -273,6 +273,9 @@ pub struct ObjectHeader {
     pub len: u64,
     /// What is left of its lease at the sender (relative: the receiver's clock applies it).
     pub lease: Option<Duration>,
+    /// Names the object's transfer so that a [`Request::Resume`] can continue it after a cut
+    /// (the final answer is then the delivery's).
+    pub transfer: Option<TransferId>,
 }
 
 /// A response, the header of the frame that answers a request.

@@ -105,7 +105,11 @@ impl ObjectStore for RemoteStore {
             reservation: false,
             transfer: Some(TransferId::fresh()),
         };
-        match self.link.put(&request, &value, retry, false).await? {
+        match self
+            .link
+            .send_resumable(&request, &value, retry, false)
+            .await?
+        {
             Reply::Done => Ok(()),
             other => Err(unexpected_store(&other)),
         }
@@ -293,7 +297,10 @@ impl Reservation for RemoteReservation<'_> {
         let object = Bytes::from(buf);
         match upload.commit(object.clone()).await {
             Err(e) if e.is_transport() => {
-                match link.put(&request, &object, Retry::Once, true).await? {
+                match link
+                    .send_resumable(&request, &object, Retry::Once, true)
+                    .await?
+                {
                     Reply::Done => Ok(()),
                     other => Err(unexpected_store(&other)),
                 }

@@ -987,7 +987,7 @@ async fn deliver(
             let options = PutOptions::new().readers(readers).with_lease(object.lease);
             admit(inner, peer, &object.key, &options, object.len, true)
                 .await?
-                .receive(send, recv, inner, None)
+                .receive(send, recv, inner, object.transfer.map(|t| (peer, t)))
                 .await?;
             Some(&object.key)
         }

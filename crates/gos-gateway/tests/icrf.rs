@@ -95,6 +95,7 @@ async fn a_retried_delivery_reaches_the_mailbox_once() {
             key: key.clone(),
             len: object.len() as u64,
             lease: None,
+            transfer: None,
         }),
     }));
     let (mut send, _recv) = conn.open_bi().await.unwrap();
@@ -150,6 +151,7 @@ async fn a_connection_killed_mid_transfer_leaves_nothing_partial() {
                     key: key.clone(),
                     len: BIG as u64,
                     lease: None,
+                    transfer: None,
                 }),
             }))
         } else {

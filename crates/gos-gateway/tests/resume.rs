@@ -320,6 +320,12 @@ async fn a_put_closed_on_purpose_is_not_kept_for_a_resume() {
     .unwrap();
 }
 
+/// The proxy's path: loopback, slowed to 400 Mbit/s so that a cut lands inside a transfer
+/// however fast the machine.
+fn path() -> PathConfig {
+    PathConfig::new().rate_bps(400_000_000).queue_bytes(8 << 20)
+}
+
 /// Short client timeouts, so that a cut is noticed within a second.
 fn client_timeouts() -> Timeouts {
     Timeouts {
@@ -357,7 +363,7 @@ async fn remote_puts_cut_at_random_offsets_arrive_once_and_whole() {
     tokio::time::timeout(Duration::from_secs(180), async {
         let fed = Fed::new();
         let (gateway, store) = gateway_with(&fed, Duration::from_secs(30)).await;
-        let proxy = UdpProxy::start(addr(&gateway), ProxyConfig::symmetric(PathConfig::new()))
+        let proxy = UdpProxy::start(addr(&gateway), ProxyConfig::symmetric(path()))
             .await
             .unwrap();
         let mut config = fed.client("west", &gateway);
@@ -438,7 +444,7 @@ async fn a_remote_put_cut_past_the_grace_period_is_put_again_and_nothing_partial
         let gateway = Gateway::start(config, store.clone() as Arc<dyn ObjectStore>)
             .await
             .unwrap();
-        let proxy = UdpProxy::start(addr(&gateway), ProxyConfig::symmetric(PathConfig::new()))
+        let proxy = UdpProxy::start(addr(&gateway), ProxyConfig::symmetric(path()))
             .await
             .unwrap();
         let mut client = fed.client("west", &gateway);
@@ -468,6 +474,76 @@ async fn a_remote_put_cut_past_the_grace_period_is_put_again_and_nothing_partial
         assert_eq!(stats.resumed, 0, "{stats:?}");
         assert_eq!(store.get(&key).await.unwrap().unwrap(), object);
         assert_eq!(store.stats().await.unwrap().reserved, 0);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_cut_mid_object_is_resumed_and_delivered_once() {
+    tokio::time::timeout(LIMIT, async {
+        use gos_gateway::{Outgoing, TargetOutcome};
+        use gos_topology::{Message, NodeId};
+        let fed = Fed::new();
+        let east = fed.cluster("east", &["west"], 2).await;
+        let mut mailbox = east.manager.register(NodeId(1)).unwrap();
+        let mut config = fed.gateway_config("west", &["east"]);
+        config.timeouts = client_timeouts();
+        config.max_attempts = 8;
+        let west = Gateway::start(config, memory(1 << 20) as Arc<dyn ObjectStore>)
+            .await
+            .unwrap();
+        let proxy = UdpProxy::start(addr(&east.gateway), ProxyConfig::symmetric(path()))
+            .await
+            .unwrap();
+        let peer = west.peer("east", proxy.local_addr()).unwrap();
+        assert_eq!(peer.ping().await.unwrap(), "east");
+
+        let key = ObjectKey::round("fed", "node_0", 1).unwrap();
+        let object = pattern(24 << 20, 5);
+        let msg = Message::key("fed", NodeId(0), 1, &key);
+        let delivering = {
+            let (peer, key, object, msg) = (peer.clone(), key.clone(), object.clone(), msg.clone());
+            tokio::spawn(async move {
+                let outgoing = Outgoing {
+                    key: &key,
+                    bytes: &object,
+                    lease: None,
+                };
+                peer.deliver(&[NodeId(1)], &msg, Some(outgoing)).await
+            })
+        };
+        let store = &east.store;
+        eventually(async || store.stats().await.unwrap().reserved > 0).await;
+        let base = proxy.stats().forward.forwarded_bytes;
+        while proxy.stats().forward.forwarded_bytes - base < 4 << 20 {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        proxy.set_cut(true);
+        assert_eq!(east.store.len().await.unwrap(), 0, "nothing partial shows");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        proxy.set_cut(false);
+        let outcomes = delivering.await.unwrap().unwrap();
+        assert_eq!(outcomes, vec![(NodeId(1), TargetOutcome::Delivered)]);
+        let stats = east.gateway.stats();
+        assert_eq!(stats.resumed, 1, "{stats:?}");
+        assert!(stats.resumed_bytes > 0, "{stats:?}");
+        assert_eq!(stats.delivered, 1, "{stats:?}");
+        assert_eq!(
+            mailbox.recv_timeout(Duration::from_secs(1)).await.unwrap(),
+            msg
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(mailbox.try_recv().is_err(), "delivered exactly once");
+        let (value, digest) = east.store.get_digested(&key).await.unwrap().unwrap();
+        assert!(value == object, "the object is whole");
+        assert_eq!(digest, Digest::of(&object));
+        // Stored once, with its one reader.
+        assert_eq!(
+            east.store.release(&key).await.unwrap(),
+            gos_store::ReleaseOutcome::Deleted
+        );
+        nothing_visible(&east.store).await;
     })
     .await
     .unwrap();

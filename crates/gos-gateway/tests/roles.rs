@@ -198,6 +198,7 @@ async fn a_peer_cluster_acts_only_for_its_own_nodes() {
                 key: k.clone(),
                 len: 1,
                 lease: None,
+                transfer: None,
             }),
         }))
     };
