@@ -135,8 +135,11 @@ fn main() -> Result<()> {
     // call, as the gateway does) and Redis (SET, GET, DEL on one TCP connection), in batches
     // taken in turn.
     let mut redis = Redis::start().ok();
+    let mut tls_rounds = TlsRounds::connect(&server_tls, &client_tls)?;
+    let mut tls_value = Vec::new();
     let (mut small_gateway, mut small_bare, mut small_redis) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut small_one_worker, mut small_tiny) = (Vec::new(), Vec::new());
+    let (mut small_one_worker, mut small_tiny, mut small_tls) =
+        (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..SMALL_ROUNDS / SMALL_BATCH {
         setups[1].small_rounds(
             SMALL_BATCH,
@@ -155,8 +158,12 @@ fn main() -> Result<()> {
                 small_redis.push(redis.round()?);
             }
         }
+        for _ in 0..SMALL_BATCH {
+            small_tls.push(tls_rounds.round(&mut tls_value)?);
+        }
     }
     drop(redis);
+    tls_rounds.finish()?;
     for setup in setups {
         setup.finish((!only_small).then_some(&payload))?;
     }
@@ -170,6 +177,7 @@ fn main() -> Result<()> {
             &small_one_worker,
             &small_bare,
             &small_tiny,
+            &small_tls,
             &small_redis,
         );
         return Ok(());
@@ -265,6 +273,7 @@ fn main() -> Result<()> {
         &small_one_worker,
         &small_bare,
         &small_tiny,
+        &small_tls,
         &small_redis,
     );
     Ok(())
@@ -276,6 +285,7 @@ fn print_small(
     small_one_worker: &[Duration],
     small_bare: &[Duration],
     small_tiny: &[Duration],
+    small_tls: &[Duration],
     small_redis: &[Duration],
 ) {
     println!();
@@ -290,6 +300,10 @@ fn print_small(
         (
             "bare quinn, three tiny exchanges (the floor of three calls)",
             small_tiny,
+        ),
+        (
+            "rustls over TCP, blocking threads, three exchanges on one connection",
+            small_tls,
         ),
         (
             "redis-server SET + GET + DEL, one TCP connection",
@@ -315,6 +329,12 @@ fn print_small(
         "gateway 64k round / bare quinn round = {:.2}",
         median(small_gateway).as_secs_f64() / median(small_bare).as_secs_f64()
     );
+    if !small_redis.is_empty() {
+        println!(
+            "rustls-tcp 64k round / redis round = {:.2}",
+            median(small_tls).as_secs_f64() / median(small_redis).as_secs_f64()
+        );
+    }
 }
 
 /// Re-executes this process with glibc's fast copy mode unless it already runs in it.
@@ -771,43 +791,7 @@ impl<T: Read + Write> ReadWrite for T {}
 
 impl TcpPath {
     fn connect(runs: usize, tls: Option<(&TlsSettings, &TlsSettings)>) -> Result<TcpPath> {
-        let listener = TcpListener::bind(LOCAL)?;
-        let addr: SocketAddr = listener.local_addr()?;
-        let server_config = match tls {
-            Some((server, _)) => Some(Arc::new(gos_gateway::tls::server_config(
-                server.identity.cert_chain()?,
-                server.identity.key_der()?,
-                &server.ca,
-                server.allowed.clone(),
-            )?)),
-            None => None,
-        };
-        let receiver = std::thread::spawn(move || -> Result<()> {
-            let (tcp, _) = listener.accept()?;
-            tcp.set_nodelay(true)?;
-            match server_config {
-                Some(config) => {
-                    let conn = rustls::ServerConnection::new(config)?;
-                    serve(rustls::StreamOwned::new(conn, tcp), runs)
-                }
-                None => serve(tcp, runs),
-            }
-        });
-        let tcp = TcpStream::connect(addr)?;
-        tcp.set_nodelay(true)?;
-        let sender: Box<dyn ReadWrite> = match tls {
-            Some((_, client)) => {
-                let config = Arc::new(gos_gateway::tls::client_config(
-                    client.identity.cert_chain()?,
-                    client.identity.key_der()?,
-                    &client.ca,
-                )?);
-                let name = gos_gateway::tls::cluster_dns_name("cluster-b").try_into()?;
-                let conn = rustls::ClientConnection::new(config, name)?;
-                Box::new(rustls::StreamOwned::new(conn, tcp))
-            }
-            None => Box::new(tcp),
-        };
+        let (sender, receiver) = connect_pair(tls, move |stream| serve(stream, runs))?;
         Ok(TcpPath { sender, receiver })
     }
 
@@ -827,6 +811,135 @@ impl TcpPath {
         self.receiver
             .join()
             .map_err(|_| anyhow::anyhow!("receiver panicked"))?
+    }
+}
+
+/// A blocking TCP connection on 127.0.0.1, under rustls (TLS 1.3, ring, the bench's
+/// certificates) when `tls` is given, and the thread serving its other end with `serve`.
+fn connect_pair(
+    tls: Option<(&TlsSettings, &TlsSettings)>,
+    serve: impl FnOnce(Box<dyn ReadWrite>) -> Result<()> + Send + 'static,
+) -> Result<(Box<dyn ReadWrite>, std::thread::JoinHandle<Result<()>>)> {
+    {
+        let listener = TcpListener::bind(LOCAL)?;
+        let addr: SocketAddr = listener.local_addr()?;
+        let server_config = match tls {
+            Some((server, _)) => Some(Arc::new(gos_gateway::tls::server_config(
+                server.identity.cert_chain()?,
+                server.identity.key_der()?,
+                &server.ca,
+                server.allowed.clone(),
+            )?)),
+            None => None,
+        };
+        let receiver = std::thread::spawn(move || -> Result<()> {
+            let (tcp, _) = listener.accept()?;
+            tcp.set_nodelay(true)?;
+            match server_config {
+                Some(config) => {
+                    let conn = rustls::ServerConnection::new(config)?;
+                    serve(Box::new(rustls::StreamOwned::new(conn, tcp)))
+                }
+                None => serve(Box::new(tcp)),
+            }
+        });
+        let tcp = TcpStream::connect(addr)?;
+        tcp.set_nodelay(true)?;
+        let sender: Box<dyn ReadWrite> = match tls {
+            Some((_, client)) => {
+                let config = Arc::new(gos_gateway::tls::client_config(
+                    client.identity.cert_chain()?,
+                    client.identity.key_der()?,
+                    &client.ca,
+                )?);
+                let name = gos_gateway::tls::cluster_dns_name("cluster-b").try_into()?;
+                let conn = rustls::ClientConnection::new(config, name)?;
+                Box::new(rustls::StreamOwned::new(conn, tcp))
+            }
+            None => Box::new(tcp),
+        };
+        Ok((sender, receiver))
+    }
+}
+
+/// Put, get and delete of a 64 KiB value as three request/response exchanges over rustls on
+/// one blocking TCP connection, answered by a thread that keeps the value: the floor of any
+/// authenticated, encrypted request/response transport on this machine (no async runtime, no
+/// QUIC), measured beside Redis's plaintext round.
+struct TlsRounds {
+    conn: Box<dyn ReadWrite>,
+    server: std::thread::JoinHandle<Result<()>>,
+}
+
+impl TlsRounds {
+    fn connect(server: &TlsSettings, client: &TlsSettings) -> Result<TlsRounds> {
+        let (conn, server) = connect_pair(Some((server, client)), serve_rounds)?;
+        Ok(TlsRounds { conn, server })
+    }
+
+    fn call(&mut self, op: u8, value: &[u8]) -> Result<()> {
+        let mut header = [0u8; 9];
+        header[0] = op;
+        header[1..].copy_from_slice(&(value.len() as u64).to_le_bytes());
+        self.conn.write_all(&header)?;
+        self.conn.write_all(value)?;
+        self.conn.flush()?;
+        Ok(())
+    }
+
+    fn round(&mut self, value: &mut Vec<u8>) -> Result<Duration> {
+        let started = Instant::now();
+        let mut ack = [0u8; 1];
+        self.call(1, &SMALL_OBJECT)?;
+        self.conn.read_exact(&mut ack)?;
+        self.call(2, &[])?;
+        let mut len = [0u8; 8];
+        self.conn.read_exact(&mut len)?;
+        value.resize(u64::from_le_bytes(len) as usize, 0);
+        self.conn.read_exact(value)?;
+        self.call(3, &[])?;
+        self.conn.read_exact(&mut ack)?;
+        let elapsed = started.elapsed();
+        anyhow::ensure!(value[..] == SMALL_OBJECT[..], "the value came back changed");
+        Ok(elapsed)
+    }
+
+    fn finish(mut self) -> Result<()> {
+        self.call(0, &[])?;
+        drop(self.conn);
+        self.server
+            .join()
+            .map_err(|_| anyhow::anyhow!("server panicked"))?
+    }
+}
+
+/// The other end of [`TlsRounds`]: op 1 stores the value (answering one byte), 2 sends it
+/// back (length, bytes), 3 deletes it (one byte), 0 ends.
+fn serve_rounds(mut stream: Box<dyn ReadWrite>) -> Result<()> {
+    let mut stored: Vec<u8> = Vec::with_capacity(SMALL);
+    loop {
+        let mut header = [0u8; 9];
+        stream.read_exact(&mut header)?;
+        let len = u64::from_le_bytes(header[1..].try_into()?) as usize;
+        anyhow::ensure!(len <= SMALL, "a value larger than the bench's");
+        match header[0] {
+            0 => return Ok(()),
+            1 => {
+                stored.resize(len, 0);
+                stream.read_exact(&mut stored)?;
+                stream.write_all(&[1])?;
+            }
+            2 => {
+                stream.write_all(&(stored.len() as u64).to_le_bytes())?;
+                stream.write_all(&stored)?;
+            }
+            3 => {
+                stored.clear();
+                stream.write_all(&[1])?;
+            }
+            op => anyhow::bail!("unknown op {op}"),
+        }
+        stream.flush()?;
     }
 }
 

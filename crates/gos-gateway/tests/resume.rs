@@ -548,3 +548,50 @@ async fn a_delivery_cut_mid_object_is_resumed_and_delivered_once() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_reservation_whose_commit_is_cut_is_resumed() {
+    tokio::time::timeout(LIMIT, async {
+        let fed = Fed::new();
+        let (gateway, store) = gateway_with(&fed, Duration::from_secs(30)).await;
+        let proxy = UdpProxy::start(addr(&gateway), ProxyConfig::symmetric(path()))
+            .await
+            .unwrap();
+        let mut config = fed.client("west", &gateway);
+        config.addr = proxy.local_addr();
+        config.timeouts = client_timeouts();
+        config.max_attempts = 8;
+        let remote = Arc::new(RemoteStore::connect(config).await.unwrap());
+        let key = ObjectKey::new("resume/reserved").unwrap();
+        let object = pattern(24 << 20, 11);
+        let committing = {
+            let (remote, key, object) = (remote.clone(), key.clone(), object.clone());
+            tokio::spawn(async move {
+                let mut reservation = remote
+                    .reserve(&key, object.len(), &PutOptions::new())
+                    .await?;
+                reservation.as_mut_slice().copy_from_slice(&object);
+                reservation.commit().await
+            })
+        };
+        eventually(async || store.stats().await.unwrap().reserved > 0).await;
+        let base = proxy.stats().forward.forwarded_bytes;
+        while proxy.stats().forward.forwarded_bytes - base < 6 << 20 {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        proxy.set_cut(true);
+        assert_eq!(store.len().await.unwrap(), 0, "nothing partial shows");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        proxy.set_cut(false);
+        committing.await.unwrap().unwrap();
+        let stats = gateway.stats();
+        assert_eq!(stats.resumed, 1, "{stats:?}");
+        assert!(stats.resumed_bytes > 0, "{stats:?}");
+        let (value, digest) = store.get_digested(&key).await.unwrap().unwrap();
+        assert!(value == object, "the object is whole");
+        assert_eq!(digest, Digest::of(&object));
+        assert_eq!(store.stats().await.unwrap().reserved, 0);
+    })
+    .await
+    .unwrap();
+}

@@ -474,8 +474,10 @@ fn default_max_attempts() -> u32 {
     3
 }
 
+/// `gos_gateway::DEFAULT_RESUME_GRACE` (the gateway crate is an optional dependency; a test
+/// checks the two agree).
 fn default_resume_grace() -> Duration {
-    gos_gateway::DEFAULT_RESUME_GRACE
+    Duration::from_secs(30)
 }
 
 /// `[gateway.timeouts]`: every wait on the network is bounded by one of these.
