@@ -15,6 +15,21 @@ use crate::frame::{FrameKind, PREFIX_LEN, Reply, Request, Response, ResumePoint,
 use crate::io::{self, Deadline, code, timed};
 use crate::tls::cluster_dns_name;
 
+/// `request` (a put or a delivery with an object) naming the transfer `id`.
+fn with_transfer(request: &Request, id: TransferId) -> Request {
+    let mut request = request.clone();
+    match &mut request {
+        Request::Put { transfer, .. } => *transfer = Some(id),
+        Request::Deliver(d) => {
+            if let Some(o) = &mut d.object {
+                o.transfer = Some(id);
+            }
+        }
+        _ => {}
+    }
+    request
+}
+
 /// How a resumed transfer ended.
 #[derive(Debug)]
 enum Resumed {
@@ -258,10 +273,14 @@ impl Link {
             Request::Deliver(d) => d.object.as_ref().and_then(|o| Some((o.transfer?, &o.key))),
             _ => None,
         };
-        let Some((transfer, key)) = named else {
+        let Some((mut transfer, key)) = named else {
             return Ok(self.call(request, Some(object), retry).await?.0);
         };
+        let key = key.clone();
         let delivery = matches!(request, Request::Deliver(_));
+        // Sent again from byte 0 under a new id (the old one may still be registered by a
+        // request the gateway has not noticed is dead).
+        let mut renamed: Option<Request> = None;
         let mut attempt = u32::from(resume) + 1;
         if resume {
             tokio::time::sleep(backoff(1)).await;
@@ -270,9 +289,9 @@ impl Link {
             let result = match self.connection().await {
                 Ok(conn) => {
                     let result = if resume {
-                        self.resume_once(&conn, transfer, key, object).await
+                        self.resume_once(&conn, transfer, &key, object).await
                     } else {
-                        self.call_once(&conn, request, Some(object))
+                        self.call_once(&conn, renamed.as_ref().unwrap_or(request), Some(object))
                             .await
                             .map(|(reply, _)| Resumed::Answered(reply))
                     };
@@ -290,6 +309,8 @@ impl Link {
                 // whose object was committed is sent again too, for its outcomes.)
                 Ok(Resumed::Unknown | Resumed::Committed) => {
                     resume = false;
+                    transfer = TransferId::fresh();
+                    renamed = Some(with_transfer(request, transfer));
                     true
                 }
                 Err(e) if e.is_transport() => {
