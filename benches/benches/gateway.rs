@@ -814,12 +814,15 @@ impl TcpPath {
     }
 }
 
+/// The thread serving the other end of a [`connect_pair`] connection.
+type Server = std::thread::JoinHandle<Result<()>>;
+
 /// A blocking TCP connection on 127.0.0.1, under rustls (TLS 1.3, ring, the bench's
 /// certificates) when `tls` is given, and the thread serving its other end with `serve`.
 fn connect_pair(
     tls: Option<(&TlsSettings, &TlsSettings)>,
     serve: impl FnOnce(Box<dyn ReadWrite>) -> Result<()> + Send + 'static,
-) -> Result<(Box<dyn ReadWrite>, std::thread::JoinHandle<Result<()>>)> {
+) -> Result<(Box<dyn ReadWrite>, Server)> {
     {
         let listener = TcpListener::bind(LOCAL)?;
         let addr: SocketAddr = listener.local_addr()?;
