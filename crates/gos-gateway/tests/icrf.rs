@@ -208,6 +208,42 @@ async fn a_corrupted_payload_is_rejected() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_delivery_is_rejected_and_nothing_is_delivered() {
+    let fed = Fed::new();
+    let b = fed.cluster("cluster-b", &["cluster-a"], 2).await;
+    let mut mailbox = b.manager.register(NodeId(1)).unwrap();
+    let conn = raw_connection(&fed, "cluster-a", &b.gateway).await;
+    let key = ObjectKey::round("fed", "node_0", 1).unwrap();
+    let object = pattern(1 << 20, 4);
+    let request = Request::Deliver(Box::new(frame::Delivery {
+        to: vec![1],
+        message: Message::key("fed", NodeId(0), 1, &key),
+        object: Some(frame::ObjectHeader {
+            key: key.clone(),
+            len: object.len() as u64,
+            lease: None,
+            transfer: None,
+        }),
+    }));
+    let mut bytes = frame::encode(FrameKind::Request, &request).unwrap();
+    let header_len = bytes.len();
+    bytes.extend_from_slice(&object);
+    bytes.extend_from_slice(&gos_store::Digest::of(&object).to_bytes());
+    // One bit flipped on the way into the receiving cluster.
+    bytes[header_len + 777] ^= 0x01;
+    let response = raw_request(&conn, &bytes).await;
+    assert!(
+        matches!(response, Response::Err(gos_store::Error::Corrupted(_))),
+        "{response:?}"
+    );
+    assert_eq!(b.store.len().await.unwrap(), 0);
+    assert_eq!(b.store.stats().await.unwrap().reserved, 0);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(mailbox.try_recv().is_err(), "nothing is delivered");
+    assert_eq!(b.gateway.stats().delivered, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reader_gets_every_byte_with_large_windows() {
     // quinn-proto before 0.11.19 failed such a stream with "too many gaps in stream buffer"
     // once a lagging reader let ~2048 packets pile up (quinn #2809); our windows are 16 MiB.
