@@ -62,6 +62,46 @@ async fn gateway_with(fed: &Fed, grace: Duration) -> (Gateway, Arc<MemoryStore>)
     (gateway, store)
 }
 
+/// A raw put of `len` bytes under `key` naming `transfer`, sent as `west` on a new
+/// connection: its header only.
+async fn raw_put(
+    fed: &Fed,
+    gateway: &Gateway,
+    key: &ObjectKey,
+    len: u64,
+    transfer: TransferId,
+) -> (quinn::Connection, quinn::SendStream, quinn::RecvStream) {
+    let conn = raw_connection(fed, "west", gateway).await;
+    let (mut send, recv) = conn.open_bi().await.unwrap();
+    send.write_all(&frame::encode(FrameKind::Request, &put(key, len, transfer)).unwrap())
+        .await
+        .unwrap();
+    (conn, send, recv)
+}
+
+/// [`raw_put`], then the gateway's `Admitted`.
+async fn admitted_put(
+    fed: &Fed,
+    gateway: &Gateway,
+    key: &ObjectKey,
+    len: u64,
+    transfer: TransferId,
+) -> (quinn::Connection, quinn::SendStream, quinn::RecvStream) {
+    let (conn, send, mut recv) = raw_put(fed, gateway, key, len, transfer).await;
+    assert!(matches!(
+        read_one_response(&mut recv).await,
+        Response::Ok(Reply::Admitted)
+    ));
+    (conn, send, recv)
+}
+
+/// The store holds `object` under `key`, whole, with its digest.
+async fn assert_whole(store: &MemoryStore, key: &ObjectKey, object: &[u8]) {
+    let (value, digest) = store.get_digested(key).await.unwrap().expect("stored");
+    assert!(value == object, "{key}: the object is whole");
+    assert_eq!(digest, Digest::of(object), "{key}: with its digest");
+}
+
 async fn nothing_visible(store: &MemoryStore) {
     assert_eq!(store.len().await.unwrap(), 0, "no key is visible");
     let stats = store.stats().await.unwrap();
@@ -93,11 +133,7 @@ async fn cut_and_resume(
     wire.extend_from_slice(&digest.to_bytes());
     let transfer = TransferId::fresh();
 
-    let conn = raw_connection(fed, "west", gateway).await;
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    send.write_all(&frame::encode(FrameKind::Request, &put(&key, len as u64, transfer)).unwrap())
-        .await
-        .unwrap();
+    let (conn, mut send, mut recv) = raw_put(fed, gateway, &key, len as u64, transfer).await;
     if let Cut::AfterBytes(n) = cut {
         assert!(matches!(
             read_one_response(&mut recv).await,
@@ -147,9 +183,7 @@ async fn cut_and_resume(
         ResumePoint::Committed => {}
         ResumePoint::Unknown => panic!("{cut:?}: the transfer was not kept"),
     }
-    let (value, got) = store.get_digested(&key).await.unwrap().expect("stored");
-    assert_eq!(value, object, "{cut:?}: the object is whole");
-    assert_eq!(got, digest, "{cut:?}: with its digest");
+    assert_whole(store, &key, &object).await;
     store.delete(&key).await.unwrap();
     nothing_visible(store).await;
     point
@@ -201,15 +235,7 @@ async fn a_resume_is_refused_for_another_identity_an_unknown_transfer_or_other_b
         let key = ObjectKey::new("resume/theirs").unwrap();
         let len = 1 << 20;
         let transfer = TransferId::fresh();
-        let conn = raw_connection(&fed, "west", &gateway).await;
-        let (mut send, mut recv) = conn.open_bi().await.unwrap();
-        send.write_all(&frame::encode(FrameKind::Request, &put(&key, len, transfer)).unwrap())
-            .await
-            .unwrap();
-        assert!(matches!(
-            read_one_response(&mut recv).await,
-            Response::Ok(Reply::Admitted)
-        ));
+        let (_conn, mut send, mut recv) = admitted_put(&fed, &gateway, &key, len, transfer).await;
         send.write_all(&pattern(1000, 1)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
 
@@ -263,15 +289,7 @@ async fn after_the_grace_period_the_reservation_is_freed_and_a_resume_is_refused
         let key = ObjectKey::new("resume/late").unwrap();
         let len = 4 << 20;
         let transfer = TransferId::fresh();
-        let conn = raw_connection(&fed, "west", &gateway).await;
-        let (mut send, mut recv) = conn.open_bi().await.unwrap();
-        send.write_all(&frame::encode(FrameKind::Request, &put(&key, len, transfer)).unwrap())
-            .await
-            .unwrap();
-        assert!(matches!(
-            read_one_response(&mut recv).await,
-            Response::Ok(Reply::Admitted)
-        ));
+        let (conn, mut send, _recv) = admitted_put(&fed, &gateway, &key, len, transfer).await;
         send.write_all(&pattern(1 << 20, 3)).await.unwrap();
         eventually(async || store.stats().await.unwrap().reserved == len).await;
         conn.close(VarInt::from_u32(RECONNECTING), b"cut");
@@ -299,15 +317,7 @@ async fn a_put_closed_on_purpose_is_not_kept_for_a_resume() {
         let (gateway, store) = gateway_with(&fed, Duration::from_secs(30)).await;
         let key = ObjectKey::new("resume/gone").unwrap();
         let transfer = TransferId::fresh();
-        let conn = raw_connection(&fed, "west", &gateway).await;
-        let (mut send, mut recv) = conn.open_bi().await.unwrap();
-        send.write_all(&frame::encode(FrameKind::Request, &put(&key, 1 << 20, transfer)).unwrap())
-            .await
-            .unwrap();
-        assert!(matches!(
-            read_one_response(&mut recv).await,
-            Response::Ok(Reply::Admitted)
-        ));
+        let (conn, mut send, _recv) = admitted_put(&fed, &gateway, &key, 1 << 20, transfer).await;
         send.write_all(&pattern(1000, 3)).await.unwrap();
         // A client that closes (its store dropped) will not come back: freed at once, not
         // after the 30 s grace period.
@@ -333,6 +343,36 @@ fn client_timeouts() -> Timeouts {
         io: Duration::from_secs(1),
         idle: Duration::from_secs(1),
     }
+}
+
+/// A `RemoteStore` of `west` dialling `gateway` through a new proxy on [`path`], with short
+/// timeouts and attempts to spare.
+async fn proxied(fed: &Fed, gateway: &Gateway) -> (UdpProxy, Arc<RemoteStore>) {
+    let proxy = UdpProxy::start(addr(gateway), ProxyConfig::symmetric(path()))
+        .await
+        .unwrap();
+    let mut config = fed.client("west", gateway);
+    config.addr = proxy.local_addr();
+    config.timeouts = client_timeouts();
+    config.max_attempts = 8;
+    let remote = Arc::new(RemoteStore::connect(config).await.unwrap());
+    (proxy, remote)
+}
+
+/// Cuts `proxy` once `bytes` more have gone forward (or gives up when `done` says the transfer
+/// is over: false), for 1.5 s (past the client's 1 s idle timeout), then heals it: true.
+async fn cut_after(proxy: &UdpProxy, bytes: u64, done: impl Fn() -> bool) -> bool {
+    let base = proxy.stats().forward.forwarded_bytes;
+    while proxy.stats().forward.forwarded_bytes - base < bytes {
+        if done() {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    proxy.set_cut(true);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    proxy.set_cut(false);
+    true
 }
 
 /// A seed from `GOS_TEST_SEED`, or the clock's; printed so that a failure can be replayed.
@@ -363,14 +403,7 @@ async fn remote_puts_cut_at_random_offsets_arrive_once_and_whole() {
     tokio::time::timeout(Duration::from_secs(180), async {
         let fed = Fed::new();
         let (gateway, store) = gateway_with(&fed, Duration::from_secs(30)).await;
-        let proxy = UdpProxy::start(addr(&gateway), ProxyConfig::symmetric(path()))
-            .await
-            .unwrap();
-        let mut config = fed.client("west", &gateway);
-        config.addr = proxy.local_addr();
-        config.timeouts = client_timeouts();
-        config.max_attempts = 8;
-        let remote = Arc::new(RemoteStore::connect(config).await.unwrap());
+        let (proxy, remote) = proxied(&fed, &gateway).await;
         let mut rng = seed() | 1;
         let len = 24usize << 20;
         for round in 0..4u8 {
@@ -378,26 +411,12 @@ async fn remote_puts_cut_at_random_offsets_arrive_once_and_whole() {
             let object = pattern(len, round);
             // Somewhere in the object's bytes on the wire (past the handshake's few KiB).
             let at = 64 * 1024 + next(&mut rng) % (len as u64 - 64 * 1024);
-            let base = proxy.stats().forward.forwarded_bytes;
             let before = gateway.stats();
             let putting = {
                 let (remote, key, object) = (remote.clone(), key.clone(), object.clone());
                 tokio::spawn(async move { remote.put(&key, object).await })
             };
-            let cut = async {
-                while proxy.stats().forward.forwarded_bytes - base < at {
-                    if putting.is_finished() {
-                        return false;
-                    }
-                    tokio::time::sleep(Duration::from_micros(200)).await;
-                }
-                proxy.set_cut(true);
-                // Until the client has noticed (its idle timeout) and is trying again.
-                tokio::time::sleep(Duration::from_millis(1500)).await;
-                proxy.set_cut(false);
-                true
-            };
-            let was_cut = cut.await;
+            let was_cut = cut_after(&proxy, at, || putting.is_finished()).await;
             putting.await.unwrap().unwrap();
             let after = gateway.stats();
             eprintln!(
@@ -406,9 +425,7 @@ async fn remote_puts_cut_at_random_offsets_arrive_once_and_whole() {
                 after.resumed_bytes - before.resumed_bytes,
                 after.resumes_refused - before.resumes_refused,
             );
-            let (value, digest) = store.get_digested(&key).await.unwrap().expect("stored");
-            assert!(value == object, "round {round}: the object is whole");
-            assert_eq!(digest, Digest::of(&object));
+            assert_whole(&store, &key, &object).await;
             // Stored once: one commit of its bytes, one key, nothing held.
             assert_eq!(
                 after.bytes_in - before.bytes_in,
@@ -515,14 +532,8 @@ async fn a_delivery_cut_mid_object_is_resumed_and_delivered_once() {
         };
         let store = &east.store;
         eventually(async || store.stats().await.unwrap().reserved > 0).await;
-        let base = proxy.stats().forward.forwarded_bytes;
-        while proxy.stats().forward.forwarded_bytes - base < 4 << 20 {
-            tokio::time::sleep(Duration::from_micros(200)).await;
-        }
-        proxy.set_cut(true);
+        assert!(cut_after(&proxy, 4 << 20, || false).await);
         assert_eq!(east.store.len().await.unwrap(), 0, "nothing partial shows");
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        proxy.set_cut(false);
         let outcomes = delivering.await.unwrap().unwrap();
         assert_eq!(outcomes, vec![(NodeId(1), TargetOutcome::Delivered)]);
         let stats = east.gateway.stats();
@@ -535,9 +546,7 @@ async fn a_delivery_cut_mid_object_is_resumed_and_delivered_once() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(mailbox.try_recv().is_err(), "delivered exactly once");
-        let (value, digest) = east.store.get_digested(&key).await.unwrap().unwrap();
-        assert!(value == object, "the object is whole");
-        assert_eq!(digest, Digest::of(&object));
+        assert_whole(&east.store, &key, &object).await;
         // Stored once, with its one reader.
         assert_eq!(
             east.store.release(&key).await.unwrap(),
@@ -554,14 +563,7 @@ async fn a_remote_reservation_whose_commit_is_cut_is_resumed() {
     tokio::time::timeout(LIMIT, async {
         let fed = Fed::new();
         let (gateway, store) = gateway_with(&fed, Duration::from_secs(30)).await;
-        let proxy = UdpProxy::start(addr(&gateway), ProxyConfig::symmetric(path()))
-            .await
-            .unwrap();
-        let mut config = fed.client("west", &gateway);
-        config.addr = proxy.local_addr();
-        config.timeouts = client_timeouts();
-        config.max_attempts = 8;
-        let remote = Arc::new(RemoteStore::connect(config).await.unwrap());
+        let (proxy, remote) = proxied(&fed, &gateway).await;
         let key = ObjectKey::new("resume/reserved").unwrap();
         let object = pattern(24 << 20, 11);
         let committing = {
@@ -575,21 +577,13 @@ async fn a_remote_reservation_whose_commit_is_cut_is_resumed() {
             })
         };
         eventually(async || store.stats().await.unwrap().reserved > 0).await;
-        let base = proxy.stats().forward.forwarded_bytes;
-        while proxy.stats().forward.forwarded_bytes - base < 6 << 20 {
-            tokio::time::sleep(Duration::from_micros(200)).await;
-        }
-        proxy.set_cut(true);
+        assert!(cut_after(&proxy, 6 << 20, || false).await);
         assert_eq!(store.len().await.unwrap(), 0, "nothing partial shows");
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        proxy.set_cut(false);
         committing.await.unwrap().unwrap();
         let stats = gateway.stats();
         assert_eq!(stats.resumed, 1, "{stats:?}");
         assert!(stats.resumed_bytes > 0, "{stats:?}");
-        let (value, digest) = store.get_digested(&key).await.unwrap().unwrap();
-        assert!(value == object, "the object is whole");
-        assert_eq!(digest, Digest::of(&object));
+        assert_whole(&store, &key, &object).await;
         assert_eq!(store.stats().await.unwrap().reserved, 0);
     })
     .await
@@ -605,15 +599,7 @@ async fn bytes_corrupted_across_a_resume_are_caught_by_the_digest() {
         let object = pattern(2 << 20, 13);
         let len = object.len() as u64;
         let transfer = TransferId::fresh();
-        let conn = raw_connection(&fed, "west", &gateway).await;
-        let (mut send, mut recv) = conn.open_bi().await.unwrap();
-        send.write_all(&frame::encode(FrameKind::Request, &put(&key, len, transfer)).unwrap())
-            .await
-            .unwrap();
-        assert!(matches!(
-            read_one_response(&mut recv).await,
-            Response::Ok(Reply::Admitted)
-        ));
+        let (conn, mut send, _recv) = admitted_put(&fed, &gateway, &key, len, transfer).await;
         send.write_all(&object[..1 << 20]).await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
         conn.close(VarInt::from_u32(RECONNECTING), b"cut");
