@@ -104,21 +104,30 @@ fn main() -> Result<()> {
     );
     println!();
     println!(
-        "| row | object | median | throughput | of the link's rate | dropped / forwarded packets (loss + queue) |"
+        "| row | object | first transfer | median | throughput | of the link's rate | lost / queue-dropped / forwarded packets per timed transfer |"
     );
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let only = std::env::var("GOS_BENCH_ONLY").unwrap_or_default();
     let mut put_ratio = 0.0;
     let mut get_ratio = 0.0;
     for (name, tuning, path, size, get) in rows {
-        let (times, lost, sent) = measure(&server_tls, &client_tls, tuning, path, size, get, runs)?;
-        let m = median(&times);
-        let gbps = size as f64 * 8.0 / m.as_secs_f64() / 1e9;
+        if !name.contains(only.as_str()) {
+            continue;
+        }
+        let m = measure(&server_tls, &client_tls, tuning, path, size, get, runs)?;
+        let median = median(&m.times);
+        let gbps = size as f64 * 8.0 / median.as_secs_f64() / 1e9;
         let ratio = gbps * 1e9 / RATE as f64;
+        let per = |n: u64| n / runs.max(1) as u64;
         println!(
-            "| {name} | {} MiB | {:.0} ms | {gbps:.3} Gbit/s | {:.0}% | {lost} / {sent} |",
+            "| {name} | {} MiB | {:.0} ms | {:.0} ms | {gbps:.3} Gbit/s | {:.0}% | {} / {} / {} |",
             size >> 20,
-            m.as_secs_f64() * 1e3,
+            m.first.as_secs_f64() * 1e3,
+            median.as_secs_f64() * 1e3,
             ratio * 100.0,
+            per(m.lost),
+            per(m.queue_drops),
+            per(m.forwarded),
         );
         if name.starts_with("wan tuning (BBR") {
             if get {
@@ -141,9 +150,22 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// A gateway (MemoryStore) behind a proxy with `path`, a client through the proxy; one warm-up
-/// transfer, then `runs` timed ones (puts, or gets of what was put). Returns the times and the
-/// proxy's lost and forwarded packets over all transfers.
+/// What one row measured.
+struct Measured {
+    /// The first transfer on the new connection (after the handshake): it includes the
+    /// congestion controller's startup.
+    first: Duration,
+    /// The timed transfers, on the warm connection.
+    times: Vec<Duration>,
+    /// Packets (both ways) dropped at random, dropped at a full queue, and forwarded, over the
+    /// timed transfers.
+    lost: u64,
+    queue_drops: u64,
+    forwarded: u64,
+}
+
+/// A gateway (MemoryStore) behind a proxy with `path`, a client through the proxy; one first
+/// (warm-up) transfer, then `runs` timed ones (puts, or gets of what was put).
 fn measure(
     server_tls: &TlsSettings,
     client_tls: &TlsSettings,
@@ -152,7 +174,7 @@ fn measure(
     size: usize,
     get: bool,
     runs: usize,
-) -> Result<(Vec<Duration>, u64, u64)> {
+) -> Result<Measured> {
     let runtime = |workers: usize| -> Result<Runtime> {
         Ok(tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
@@ -175,39 +197,50 @@ fn measure(
     client.timeouts = timeouts;
     let payload = Bytes::from((0..size).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
     let key = ObjectKey::round("bench", "node_0", 0)?;
-    let times = client_rt.block_on(async {
+    let (first, times, warm) = client_rt.block_on(async {
         let remote = RemoteStore::connect(client).await?;
-        let mut times = Vec::new();
-        for run in 0..=runs {
+        if get {
+            // The object to read, put before the first transfer.
+            remote.put(&key, payload.clone()).await?;
+        }
+        let (remote, key, payload) = (&remote, &key, &payload);
+        // One transfer, timed until the object is stored (put) or received (get); what was read
+        // back is compared after the clock stops.
+        let transfer = move || async move {
             let started = Instant::now();
             if get {
-                if run == 0 {
-                    remote.put(&key, payload.clone()).await?;
-                }
-                let value = remote.get(&key).await?.context("stored")?;
-                anyhow::ensure!(value == payload, "the object read back differs");
+                let value = remote.get(key).await?.context("stored")?;
+                let took = started.elapsed();
+                anyhow::ensure!(value == *payload, "the object read back differs");
+                anyhow::Ok(took)
             } else {
-                remote.put(&key, payload.clone()).await?;
+                remote.put(key, payload.clone()).await?;
+                anyhow::Ok(started.elapsed())
             }
-            if run > 0 {
-                times.push(started.elapsed());
-            }
+        };
+        let first = transfer().await?;
+        let warm = proxy.stats();
+        let mut times = Vec::new();
+        for _ in 0..runs {
+            times.push(transfer().await?);
         }
-        let stored = store.get(&key).await?.context("stored")?;
+        let stored = store.get(key).await?.context("stored")?;
         anyhow::ensure!(stored == payload, "the stored object differs");
-        anyhow::Ok(times)
+        anyhow::Ok((first, times, warm))
     })?;
-    let stats = proxy.stats();
+    let end = proxy.stats();
     proxy_rt.block_on(async { drop(proxy) });
     server_rt.block_on(gateway.shutdown());
-    Ok((
+    let both = |f: fn(&gos_netem::DirectionStats) -> u64| {
+        f(&end.forward) + f(&end.backward) - f(&warm.forward) - f(&warm.backward)
+    };
+    Ok(Measured {
+        first,
         times,
-        stats.forward.lost
-            + stats.backward.lost
-            + stats.forward.queue_drops
-            + stats.backward.queue_drops,
-        stats.forward.forwarded + stats.backward.forwarded,
-    ))
+        lost: both(|d| d.lost),
+        queue_drops: both(|d| d.queue_drops),
+        forwarded: both(|d| d.forwarded),
+    })
 }
 
 fn median(times: &[Duration]) -> Duration {
