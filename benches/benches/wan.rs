@@ -4,7 +4,8 @@
 //! (`wan put / link rate = X`).
 //!
 //! Run: `cargo bench -p gos-benches --bench wan` (`GOS_BENCH_RUNS=n` timed transfers per row,
-//! default 3; `GOS_BENCH_ONLY=text` runs only the rows whose name contains it). Rows: the WAN
+//! default 3; `GOS_BENCH_ONLY=text` runs only the rows whose name contains it;
+//! `GOS_BENCH_ALL=1` also prints every timed transfer to stderr). Rows: the WAN
 //! tuning (BBR, the path configured: windows of twice its bandwidth-delay product, a congestion
 //! window starting at half of it and held to 1.5 times it) put and get, and put at the 1452
 //! bound; BBR with the same windows but no path configured (quinn's BBR on its own); the default
@@ -142,6 +143,9 @@ fn main() -> Result<()> {
         }
         let m = measure(&server_tls, &client_tls, tuning, path, size, get, runs)?;
         let median = median(&m.times);
+        if std::env::var_os("GOS_BENCH_ALL").is_some() {
+            eprintln!("{name}: {:?}", m.times);
+        }
         let gbps = size as f64 * 8.0 / median.as_secs_f64() / 1e9;
         let ratio = gbps * 1e9 / RATE as f64;
         let per = |n: u64| n / runs.max(1) as u64;
