@@ -102,10 +102,10 @@ const MAX_WINDOW: u64 = u32::MAX as u64;
 /// On a configured path, the congestion window never exceeds this many bandwidth-delay
 /// products. quinn paces at 1.25 x window / smoothed RTT, so the ceiling is also what keeps
 /// the pacer on: quinn's BBR estimates the bandwidth from the spacing of consecutive sends and
-/// ACKs, which a burst inflates tenfold, so its own window grows to 100 MB and more on a
+/// ACKs, which a burst inflates tenfold or more, so its own window grows to 60-140 MB on a
 /// 6 MB path, pacing stops and bursts overflow the bottleneck's queue (measured over gos-netem:
-/// 14% of the packets dropped at the queue, 73% of the path's rate; with the ceiling none, ~89%;
-/// docs/benchmarks.md). 1.5 leaves room for half a BDP of queue and ACK delay; 1.25 measured
+/// ~14% of the packets dropped at the queue, 74-79% of the path's rate; with the ceiling none,
+/// 88%; docs/benchmarks.md). 1.5 leaves room for half a BDP of queue and ACK delay; 1.25 measured
 /// the same, 2 slower (the flow-control windows allow 2 BDP in flight, so 2 only adds pacing).
 const PATH_WINDOW_CEILING: f64 = 1.5;
 
@@ -113,7 +113,7 @@ const PATH_WINDOW_CEILING: f64 = 1.5;
 /// products: it is paced (1.25 x window / RTT, here ~0.6 of the path's rate), so starting at
 /// half the path skips most of the slow start without a burst (measured with BBR: a first
 /// 100 MiB transfer over 1 Gbit/s x 50 ms in 1.35 s instead of 1.62 s, medians of 15; a whole
-/// BDP was slower, a quarter about the same).
+/// BDP was slower, 1.74 s, a quarter 1.46 s).
 const PATH_INITIAL_WINDOW: f64 = 0.5;
 
 /// The smallest window the path settings give (quinn's own initial windows are 10 to 200
