@@ -4,11 +4,21 @@
 //! (`wan put / link rate = X`).
 //!
 //! Run: `cargo bench -p gos-benches --bench wan` (`GOS_BENCH_RUNS=n` timed transfers per row,
-//! default 3). Rows: the WAN tuning (BBR, windows sized for the path) put and get; the default
+//! default 3; `GOS_BENCH_ONLY=text` runs only the rows whose name contains it;
+//! `GOS_BENCH_ALL=1` also prints every timed transfer to stderr). Rows: the WAN
+//! tuning (BBR, the path configured: windows of twice its bandwidth-delay product, a congestion
+//! window starting at half of it and held to 1.5 times it) put and get, and put at the 1452
+//! bound; BBR with the same windows but no path configured (quinn's BBR on its own); the default
 //! tuning (CUBIC) over the same lossy path, with a smaller object so that the row stays short;
-//! the default tuning over the path without loss. The connection is established (and MTU
-//! discovery done) before the timed transfers. The gateway, the client and the proxy each get
-//! a runtime of their own. Figures: docs/benchmarks.md, docs/transport.md.
+//! the default tuning over the path without loss.
+//!
+//! Each row opens one connection (the handshake is not timed), makes a first transfer (timed
+//! apart: it includes the congestion controller's start and MTU discovery), then the timed
+//! transfers on the warm connection, each from the call to the object stored (put: the
+//! gateway's answer) or received and its digest checked (get); the bench's own comparison of
+//! the bytes read back is not timed. The drops are counted over the timed transfers. The
+//! gateway, the client and the proxy each get a runtime of their own. Figures:
+//! docs/benchmarks.md, docs/transport.md.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,18 +62,28 @@ fn main() -> Result<()> {
         ..TransportTuning::default()
     }
     .for_path(RATE, RTT);
+    // The same windows without a configured path: quinn's BBR with its own start and window
+    // (the WAN tuning before the window's ceiling).
+    let (stream, connection, send) = wan.effective_windows();
+    let bbr_alone = TransportTuning {
+        stream_window: u32::try_from(stream)?,
+        connection_window: u32::try_from(connection)?,
+        send_window: u32::try_from(send)?,
+        path_rate_bps: None,
+        ..wan
+    };
     let lossy = ProxyConfig::wan(RATE, RTT, LOSS);
     let clean = ProxyConfig::wan(RATE, RTT, 0.0);
-    let rows: [(&str, TransportTuning, ProxyConfig, usize, bool); 5] = [
+    let rows: [(&str, TransportTuning, ProxyConfig, usize, bool); 6] = [
         (
-            "wan tuning (BBR, windows for 1 Gbit/s x 50 ms): put",
+            "wan tuning (BBR, path set: 1 Gbit/s x 50 ms): put",
             wan,
             lossy,
             100 << 20,
             false,
         ),
         (
-            "wan tuning (BBR, windows for 1 Gbit/s x 50 ms): get",
+            "wan tuning (BBR, path set: 1 Gbit/s x 50 ms): get",
             wan,
             lossy,
             100 << 20,
@@ -75,6 +95,13 @@ fn main() -> Result<()> {
                 mtu_upper_bound: 1452,
                 ..wan
             },
+            lossy,
+            100 << 20,
+            false,
+        ),
+        (
+            "same windows, no path set (quinn's BBR alone): put",
+            bbr_alone,
             lossy,
             100 << 20,
             false,
@@ -104,21 +131,33 @@ fn main() -> Result<()> {
     );
     println!();
     println!(
-        "| row | object | median | throughput | of the link's rate | dropped / forwarded packets (loss + queue) |"
+        "| row | object | first transfer | median | throughput | of the link's rate | lost / queue-dropped / forwarded packets per timed transfer |"
     );
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let only = std::env::var("GOS_BENCH_ONLY").unwrap_or_default();
     let mut put_ratio = 0.0;
     let mut get_ratio = 0.0;
     for (name, tuning, path, size, get) in rows {
-        let (times, lost, sent) = measure(&server_tls, &client_tls, tuning, path, size, get, runs)?;
-        let m = median(&times);
-        let gbps = size as f64 * 8.0 / m.as_secs_f64() / 1e9;
+        if !name.contains(only.as_str()) {
+            continue;
+        }
+        let m = measure(&server_tls, &client_tls, tuning, path, size, get, runs)?;
+        let median = median(&m.times);
+        if std::env::var_os("GOS_BENCH_ALL").is_some() {
+            eprintln!("{name}: {:?}", m.times);
+        }
+        let gbps = size as f64 * 8.0 / median.as_secs_f64() / 1e9;
         let ratio = gbps * 1e9 / RATE as f64;
+        let per = |n: u64| n / runs.max(1) as u64;
         println!(
-            "| {name} | {} MiB | {:.0} ms | {gbps:.3} Gbit/s | {:.0}% | {lost} / {sent} |",
+            "| {name} | {} MiB | {:.0} ms | {:.0} ms | {gbps:.3} Gbit/s | {:.0}% | {} / {} / {} |",
             size >> 20,
-            m.as_secs_f64() * 1e3,
+            m.first.as_secs_f64() * 1e3,
+            median.as_secs_f64() * 1e3,
             ratio * 100.0,
+            per(m.lost),
+            per(m.queue_drops),
+            per(m.forwarded),
         );
         if name.starts_with("wan tuning (BBR") {
             if get {
@@ -141,9 +180,22 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// A gateway (MemoryStore) behind a proxy with `path`, a client through the proxy; one warm-up
-/// transfer, then `runs` timed ones (puts, or gets of what was put). Returns the times and the
-/// proxy's lost and forwarded packets over all transfers.
+/// What one row measured.
+struct Measured {
+    /// The first transfer on the new connection (after the handshake): it includes the
+    /// congestion controller's startup.
+    first: Duration,
+    /// The timed transfers, on the warm connection.
+    times: Vec<Duration>,
+    /// Packets (both ways) dropped at random, dropped at a full queue, and forwarded, over the
+    /// timed transfers.
+    lost: u64,
+    queue_drops: u64,
+    forwarded: u64,
+}
+
+/// A gateway (MemoryStore) behind a proxy with `path`, a client through the proxy; one first
+/// (warm-up) transfer, then `runs` timed ones (puts, or gets of what was put).
 fn measure(
     server_tls: &TlsSettings,
     client_tls: &TlsSettings,
@@ -152,7 +204,7 @@ fn measure(
     size: usize,
     get: bool,
     runs: usize,
-) -> Result<(Vec<Duration>, u64, u64)> {
+) -> Result<Measured> {
     let runtime = |workers: usize| -> Result<Runtime> {
         Ok(tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
@@ -175,39 +227,50 @@ fn measure(
     client.timeouts = timeouts;
     let payload = Bytes::from((0..size).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
     let key = ObjectKey::round("bench", "node_0", 0)?;
-    let times = client_rt.block_on(async {
+    let (first, times, warm) = client_rt.block_on(async {
         let remote = RemoteStore::connect(client).await?;
-        let mut times = Vec::new();
-        for run in 0..=runs {
+        if get {
+            // The object to read, put before the first transfer.
+            remote.put(&key, payload.clone()).await?;
+        }
+        let (remote, key, payload) = (&remote, &key, &payload);
+        // One transfer, timed until the object is stored (put) or received (get); what was read
+        // back is compared after the clock stops.
+        let transfer = move || async move {
             let started = Instant::now();
             if get {
-                if run == 0 {
-                    remote.put(&key, payload.clone()).await?;
-                }
-                let value = remote.get(&key).await?.context("stored")?;
-                anyhow::ensure!(value == payload, "the object read back differs");
+                let value = remote.get(key).await?.context("stored")?;
+                let took = started.elapsed();
+                anyhow::ensure!(value == *payload, "the object read back differs");
+                anyhow::Ok(took)
             } else {
-                remote.put(&key, payload.clone()).await?;
+                remote.put(key, payload.clone()).await?;
+                anyhow::Ok(started.elapsed())
             }
-            if run > 0 {
-                times.push(started.elapsed());
-            }
+        };
+        let first = transfer().await?;
+        let warm = proxy.stats();
+        let mut times = Vec::new();
+        for _ in 0..runs {
+            times.push(transfer().await?);
         }
-        let stored = store.get(&key).await?.context("stored")?;
+        let stored = store.get(key).await?.context("stored")?;
         anyhow::ensure!(stored == payload, "the stored object differs");
-        anyhow::Ok(times)
+        anyhow::Ok((first, times, warm))
     })?;
-    let stats = proxy.stats();
+    let end = proxy.stats();
     proxy_rt.block_on(async { drop(proxy) });
     server_rt.block_on(gateway.shutdown());
-    Ok((
+    let both = |f: fn(&gos_netem::DirectionStats) -> u64| {
+        f(&end.forward) + f(&end.backward) - f(&warm.forward) - f(&warm.backward)
+    };
+    Ok(Measured {
+        first,
         times,
-        stats.forward.lost
-            + stats.backward.lost
-            + stats.forward.queue_drops
-            + stats.backward.queue_drops,
-        stats.forward.forwarded + stats.backward.forwarded,
-    ))
+        lost: both(|d| d.lost),
+        queue_drops: both(|d| d.queue_drops),
+        forwarded: both(|d| d.forwarded),
+    })
 }
 
 fn median(times: &[Duration]) -> Duration {

@@ -1,10 +1,11 @@
 //! Configuration of gateways and remote-store clients: identity, trust, limits, timeouts and
 //! the QUIC transport tuned for bulk transfer.
 
+use std::any::Any;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gos_store::Clock;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
@@ -98,6 +99,173 @@ pub const MIN_MTU: u16 = 1200;
 /// stop at 4 GiB - 1, as the fields are `u32`).
 const MAX_WINDOW: u64 = u32::MAX as u64;
 
+/// On a configured path, the congestion window never exceeds this many bandwidth-delay
+/// products. quinn paces at 1.25 x window / smoothed RTT, so the ceiling is also what keeps
+/// the pacer on: quinn's BBR estimates the bandwidth from the spacing of consecutive sends and
+/// ACKs, which a burst inflates tenfold or more, so its own window grows to 60-140 MB on a
+/// 6 MB path, pacing stops and bursts overflow the bottleneck's queue (measured over gos-netem:
+/// ~14% of the packets dropped at the queue, 74-79% of the path's rate; with the ceiling none,
+/// 88%; docs/benchmarks.md). 1.5 leaves room for half a BDP of queue and ACK delay; 1.25 measured
+/// the same, 2 slower (the flow-control windows allow 2 BDP in flight, so 2 only adds pacing).
+const PATH_WINDOW_CEILING: f64 = 1.5;
+
+/// On a configured path, the congestion window a connection starts with, in bandwidth-delay
+/// products: it is paced (1.25 x window / RTT, here ~0.6 of the path's rate), so starting at
+/// half the path skips most of the slow start without a burst (measured with BBR: a first
+/// 100 MiB transfer over 1 Gbit/s x 50 ms in 1.35 s instead of 1.62 s, medians of 15; a whole
+/// BDP was slower, 1.74 s, a quarter 1.46 s).
+const PATH_INITIAL_WINDOW: f64 = 0.5;
+
+/// The smallest window the path settings give (quinn's own initial windows are 10 to 200
+/// datagrams of 1200 bytes; a tiny configured path must not go below a handful of packets).
+const MIN_INITIAL_WINDOW: u64 = 14_720;
+
+/// A congestion controller held to a ceiling: whatever `inner` decides, at most `ceiling`
+/// bytes are in flight (see [`PATH_WINDOW_CEILING`]).
+struct PathCeiling {
+    inner: Arc<dyn congestion::ControllerFactory + Send + Sync>,
+    ceiling: u64,
+}
+
+impl congestion::ControllerFactory for PathCeiling {
+    fn build(self: Arc<Self>, now: Instant, current_mtu: u16) -> Box<dyn congestion::Controller> {
+        Box::new(CeilingController {
+            inner: Arc::clone(&self.inner).build(now, current_mtu),
+            ceiling: self.ceiling,
+        })
+    }
+}
+
+/// One connection's controller under a [`PathCeiling`].
+struct CeilingController {
+    inner: Box<dyn congestion::Controller>,
+    ceiling: u64,
+}
+
+impl congestion::Controller for CeilingController {
+    fn on_sent(&mut self, now: Instant, bytes: u64, last_packet_number: u64) {
+        self.inner.on_sent(now, bytes, last_packet_number);
+    }
+
+    fn on_ack(
+        &mut self,
+        now: Instant,
+        sent: Instant,
+        bytes: u64,
+        app_limited: bool,
+        rtt: &quinn_proto::RttEstimator,
+    ) {
+        self.inner.on_ack(now, sent, bytes, app_limited, rtt);
+    }
+
+    fn on_end_acks(
+        &mut self,
+        now: Instant,
+        in_flight: u64,
+        app_limited: bool,
+        largest_packet_num_acked: Option<u64>,
+    ) {
+        self.inner
+            .on_end_acks(now, in_flight, app_limited, largest_packet_num_acked);
+    }
+
+    fn on_congestion_event(
+        &mut self,
+        now: Instant,
+        sent: Instant,
+        is_persistent_congestion: bool,
+        lost_bytes: u64,
+    ) {
+        self.inner
+            .on_congestion_event(now, sent, is_persistent_congestion, lost_bytes);
+    }
+
+    fn on_mtu_update(&mut self, new_mtu: u16) {
+        self.inner.on_mtu_update(new_mtu);
+    }
+
+    fn window(&self) -> u64 {
+        self.inner.window().min(self.ceiling)
+    }
+
+    fn metrics(&self) -> congestion::ControllerMetrics {
+        let mut metrics = self.inner.metrics();
+        metrics.congestion_window = self.window();
+        metrics
+    }
+
+    fn clone_box(&self) -> Box<dyn congestion::Controller> {
+        Box::new(CeilingController {
+            inner: self.inner.clone_box(),
+            ceiling: self.ceiling,
+        })
+    }
+
+    fn initial_window(&self) -> u64 {
+        self.inner.initial_window().min(self.ceiling)
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+}
+
+#[cfg(test)]
+mod path_ceiling_tests {
+    use super::*;
+    use quinn::congestion::ControllerFactory as _;
+
+    fn controller(tuning: TransportTuning) -> Option<Box<dyn congestion::Controller>> {
+        tuning
+            .congestion_factory()
+            .map(|f| f.build(Instant::now(), MIN_MTU))
+    }
+
+    #[test]
+    fn a_configured_path_sets_the_start_and_the_ceiling_of_every_controller() {
+        for congestion in [Congestion::Cubic, Congestion::NewReno, Congestion::Bbr] {
+            let tuning = TransportTuning {
+                congestion,
+                ..TransportTuning::default()
+            }
+            .for_path(1_000_000_000, Duration::from_millis(50));
+            // 1 Gbit/s x 50 ms = 6.25 MB: start at half, never above 1.5 times.
+            let mut c = controller(tuning).expect("a path gives a controller");
+            assert_eq!(c.initial_window(), 3_125_000, "{congestion:?}");
+            assert_eq!(c.window(), 3_125_000, "{congestion:?}");
+            c.on_mtu_update(6500);
+            assert_eq!(c.clone_box().initial_window(), 3_125_000);
+        }
+        // The ceiling holds whatever the controller inside decides (BBR starts at 240 000).
+        let held = Arc::new(PathCeiling {
+            inner: Arc::new(congestion::BbrConfig::default()),
+            ceiling: 100_000,
+        })
+        .build(Instant::now(), MIN_MTU);
+        assert_eq!(held.window(), 100_000);
+        assert_eq!(held.metrics().congestion_window, 100_000);
+        assert_eq!(held.initial_window(), 100_000);
+    }
+
+    #[test]
+    fn without_a_path_the_controllers_are_quinns_own() {
+        assert!(controller(TransportTuning::default()).is_none());
+        let bbr = controller(TransportTuning {
+            congestion: Congestion::Bbr,
+            ..TransportTuning::default()
+        })
+        .expect("BBR is not quinn's default");
+        // quinn's BBR starts at 200 datagrams of 1200 bytes.
+        assert_eq!(bbr.initial_window(), 240_000);
+        // A tiny path still starts with a few packets.
+        let tiny = TransportTuning::default().for_path(1_000_000, Duration::from_millis(1));
+        assert_eq!(
+            controller(tiny).expect("a path").initial_window(),
+            MIN_INITIAL_WINDOW
+        );
+    }
+}
+
 /// The congestion controller of each connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -145,8 +313,12 @@ pub struct TransportTuning {
     /// datagram within a 1500-byte Ethernet frame without discovery's probes.
     pub mtu_upper_bound: u16,
     /// The rate, in bits per second, of the path the windows must keep busy; with `path_rtt`
-    /// it gives the bandwidth-delay product, and the windows above are raised to twice it (a
-    /// lost packet holds the window for one more round trip). `None`: windows as configured.
+    /// it gives the bandwidth-delay product (BDP), and the windows above are raised to twice it
+    /// (a lost packet holds the window for one more round trip). The congestion controller
+    /// then starts at half a BDP and is held to 1.5 BDP in flight, which keeps quinn's pacer
+    /// near the path's rate (1.25 x window / RTT): a path rate set far below the real one
+    /// caps the transfer at about 1.5 times it. `None`: windows as configured, the
+    /// controller's own start and window.
     pub path_rate_bps: Option<u64>,
     /// The path's round-trip time, for the bandwidth-delay product.
     pub path_rtt: Duration,
@@ -243,16 +415,47 @@ impl TransportTuning {
             .mtu_discovery_config(Some(mtu))
             .max_idle_timeout(IdleTimeout::try_from(timeouts.idle).ok())
             .keep_alive_interval(Some(timeouts.idle / 3));
-        match self.congestion {
-            Congestion::Cubic => {}
-            Congestion::NewReno => {
-                t.congestion_controller_factory(Arc::new(congestion::NewRenoConfig::default()));
-            }
-            Congestion::Bbr => {
-                t.congestion_controller_factory(Arc::new(congestion::BbrConfig::default()));
-            }
+        if let Some(factory) = self.congestion_factory() {
+            t.congestion_controller_factory(factory);
         }
         t
+    }
+
+    /// The congestion controller, if not quinn's default (CUBIC, no path): on a configured path
+    /// its initial window is [`PATH_INITIAL_WINDOW`] of the bandwidth-delay product and its
+    /// window is held to [`PATH_WINDOW_CEILING`] of it (see `path_rate_bps`).
+    fn congestion_factory(&self) -> Option<Arc<dyn congestion::ControllerFactory + Send + Sync>> {
+        let bdp = self.bandwidth_delay_product();
+        let initial =
+            (bdp > 0).then(|| ((bdp as f64 * PATH_INITIAL_WINDOW) as u64).max(MIN_INITIAL_WINDOW));
+        let inner: Arc<dyn congestion::ControllerFactory + Send + Sync> = match self.congestion {
+            Congestion::Cubic => {
+                let mut c = congestion::CubicConfig::default();
+                if let Some(w) = initial {
+                    c.initial_window(w);
+                }
+                Arc::new(c)
+            }
+            Congestion::NewReno => {
+                let mut c = congestion::NewRenoConfig::default();
+                if let Some(w) = initial {
+                    c.initial_window(w);
+                }
+                Arc::new(c)
+            }
+            Congestion::Bbr => {
+                let mut c = congestion::BbrConfig::default();
+                if let Some(w) = initial {
+                    c.initial_window(w);
+                }
+                Arc::new(c)
+            }
+        };
+        if bdp == 0 {
+            return (self.congestion != Congestion::Cubic).then_some(inner);
+        }
+        let ceiling = ((bdp as f64 * PATH_WINDOW_CEILING) as u64).max(MIN_INITIAL_WINDOW);
+        Some(Arc::new(PathCeiling { inner, ceiling }))
     }
 
     /// The quinn endpoint configuration: the announced `max_udp_payload_size` follows

@@ -118,6 +118,52 @@ async fn bbr_and_path_sized_windows_carry_an_object_over_a_lossy_path() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bbr_on_a_configured_path_keeps_within_the_bottleneck_queue() {
+    // No random loss and a queue of one bandwidth-delay product: every drop is the sender
+    // overflowing the queue. quinn's BBR alone overestimates the bandwidth, stops pacing and
+    // loses ~14% of its packets there (docs/benchmarks.md; 21-29% on this path); held to the
+    // configured path it loses none. Up to 5% is tolerated: a proxy descheduled for a round
+    // trip on a loaded machine reads a whole window into its queue at once.
+    let rate = 200_000_000;
+    let rtt = Duration::from_millis(20);
+    let tuning = TransportTuning {
+        congestion: Congestion::Bbr,
+        ..TransportTuning::default()
+    }
+    .for_path(rate, rtt);
+    let run = async {
+        let ca = FederationCa::generate("wan test").unwrap();
+        let (gateway, store) = gateway(&ca, tuning).await;
+        let proxy = UdpProxy::start(
+            gateway.local_addr().unwrap(),
+            ProxyConfig::wan(rate, rtt, 0.0),
+        )
+        .await
+        .unwrap();
+        let remote = client(&ca, proxy.local_addr(), tuning).await;
+        let key = ObjectKey::round("wan", "node_1", 2).unwrap();
+        let value = pattern(8 << 20, 6);
+        for _ in 0..2 {
+            remote.put(&key, value.clone()).await.unwrap();
+        }
+        assert!(store.get(&key).await.unwrap().unwrap() == value);
+        let back = remote.get(&key).await.unwrap().unwrap();
+        assert!(back == value, "the object read back differs");
+        let stats = proxy.stats();
+        let dropped = stats.forward.queue_drops + stats.backward.queue_drops;
+        let forwarded = stats.forward.forwarded + stats.backward.forwarded;
+        assert!(
+            dropped * 20 <= forwarded,
+            "{dropped} of {forwarded} packets dropped at the queue ({stats:?})"
+        );
+        drop(remote);
+        drop(proxy);
+        gateway.shutdown().await;
+    };
+    tokio::time::timeout(LIMIT, run).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn asymmetric_paths_and_the_1452_bound_still_deliver() {
     // A slower, lossier return path and today's 1452-byte bound.
     let forward = PathConfig::new().delay(Duration::from_millis(5)).loss(0.01);
