@@ -568,8 +568,10 @@ pub struct TransportConfig {
     /// The largest UDP payload MTU discovery probes for (1200 to 6550); default 6500
     /// (docs/transport.md).
     pub mtu_upper_bound: u16,
-    /// The path's rate in bits per second, to size the windows to its bandwidth-delay
-    /// product; default none (windows as configured).
+    /// The path's rate in bits per second: the windows are sized to its bandwidth-delay
+    /// product, and the congestion controller starts at half of it and is held to 1.5 times it
+    /// in flight (so a rate set far below the real one caps transfers at about 1.5x it);
+    /// default none (windows as configured, the controller's own start and window).
     pub path_rate_bps: Option<u64>,
     /// The path's round-trip time, for the bandwidth-delay product; default 50 ms.
     #[serde(with = "humantime_serde")]
