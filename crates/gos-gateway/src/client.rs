@@ -302,21 +302,16 @@ impl Link {
                 }
                 Err(e) => Err(e),
             };
+            // Unknown to the gateway: nothing of it is stored; send it again. (A delivery whose
+            // object was committed is sent again too, for its outcomes.)
+            let restart = match &result {
+                Ok(Resumed::Committed) => delivery,
+                Ok(Resumed::Unknown) => true,
+                _ => false,
+            };
             let again = match &result {
-                Ok(Resumed::Answered(_)) => false,
-                Ok(Resumed::Committed) if !delivery => false,
-                // Unknown to the gateway: nothing of it is stored; send it again. (A delivery
-                // whose object was committed is sent again too, for its outcomes.)
-                Ok(Resumed::Unknown | Resumed::Committed) => {
-                    resume = false;
-                    transfer = TransferId::fresh();
-                    renamed = Some(with_transfer(request, transfer));
-                    true
-                }
-                Err(e) if e.is_transport() => {
-                    resume = true;
-                    true
-                }
+                Ok(_) => restart,
+                Err(e) if e.is_transport() => true,
                 Err(e) => e.is_retryable() && (resume || retry == Retry::Idempotent),
             };
             if !again || attempt >= self.max_attempts {
@@ -329,6 +324,13 @@ impl Link {
                     }),
                     Err(e) => Err(e),
                 };
+            }
+            if restart {
+                resume = false;
+                transfer = TransferId::fresh();
+                renamed = Some(with_transfer(request, transfer));
+            } else if result.as_ref().is_err_and(GatewayError::is_transport) {
+                resume = true;
             }
             tracing::debug!(peer = %self.cluster, attempt, %transfer, resume, "sending the object again");
             tokio::time::sleep(backoff(attempt)).await;
