@@ -25,7 +25,11 @@ use gos_store_memory::MemoryStore;
 use quinn::VarInt;
 
 /// Every test is bounded by this.
-const LIMIT: Duration = Duration::from_secs(90);
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// The tests that move tens of MiB through a userspace proxy take turns: on two cores, four
+/// of them at once starve each other past the short timeouts they test with.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The close code of a client that reconnects (a cut the gateway keeps for a resume).
 const RECONNECTING: u32 = 4;
@@ -336,14 +340,18 @@ fn path() -> PathConfig {
     PathConfig::new().rate_bps(400_000_000).queue_bytes(8 << 20)
 }
 
-/// Short client timeouts, so that a cut is noticed within a second.
+/// Short client timeouts, so that a cut is noticed within two seconds.
 fn client_timeouts() -> Timeouts {
     Timeouts {
-        connect: Duration::from_secs(2),
-        io: Duration::from_secs(1),
-        idle: Duration::from_secs(1),
+        connect: Duration::from_secs(3),
+        io: Duration::from_secs(2),
+        idle: Duration::from_secs(2),
     }
 }
+
+/// How long [`cut_after`] keeps the path cut: past the client's idle timeout, so that it has
+/// given up on the connection and is trying again.
+const CUT: Duration = Duration::from_secs(3);
 
 /// A `RemoteStore` of `west` dialling `gateway` through a new proxy on [`path`], with short
 /// timeouts and attempts to spare.
@@ -360,7 +368,7 @@ async fn proxied(fed: &Fed, gateway: &Gateway) -> (UdpProxy, Arc<RemoteStore>) {
 }
 
 /// Cuts `proxy` once `bytes` more have gone forward (or gives up when `done` says the transfer
-/// is over: false), for 1.5 s (past the client's 1 s idle timeout), then heals it: true.
+/// is over: false), for [`CUT`], then heals it: true.
 async fn cut_after(proxy: &UdpProxy, bytes: u64, done: impl Fn() -> bool) -> bool {
     let base = proxy.stats().forward.forwarded_bytes;
     while proxy.stats().forward.forwarded_bytes - base < bytes {
@@ -370,7 +378,7 @@ async fn cut_after(proxy: &UdpProxy, bytes: u64, done: impl Fn() -> bool) -> boo
         tokio::time::sleep(Duration::from_micros(200)).await;
     }
     proxy.set_cut(true);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(CUT).await;
     proxy.set_cut(false);
     true
 }
@@ -400,6 +408,7 @@ fn next(state: &mut u64) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_puts_cut_at_random_offsets_arrive_once_and_whole() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     tokio::time::timeout(Duration::from_secs(180), async {
         let fed = Fed::new();
         let (gateway, store) = gateway_with(&fed, Duration::from_secs(30)).await;
@@ -451,24 +460,18 @@ async fn remote_puts_cut_at_random_offsets_arrive_once_and_whole() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remote_put_cut_past_the_grace_period_is_put_again_and_nothing_partial_shows() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     tokio::time::timeout(LIMIT, async {
         let fed = Fed::new();
         let store = memory(1 << 30);
         let mut config = fed.gateway_config("east", &["west"]);
         config.resume_grace = Duration::from_millis(200);
-        // Notices a silent cut within a second.
-        config.timeouts.idle = Duration::from_secs(1);
+        // Notices a silent cut within two seconds.
+        config.timeouts.idle = Duration::from_secs(2);
         let gateway = Gateway::start(config, store.clone() as Arc<dyn ObjectStore>)
             .await
             .unwrap();
-        let proxy = UdpProxy::start(addr(&gateway), ProxyConfig::symmetric(path()))
-            .await
-            .unwrap();
-        let mut client = fed.client("west", &gateway);
-        client.addr = proxy.local_addr();
-        client.timeouts = client_timeouts();
-        client.max_attempts = 8;
-        let remote = Arc::new(RemoteStore::connect(client).await.unwrap());
+        let (proxy, remote) = proxied(&fed, &gateway).await;
         let key = ObjectKey::new("resume/past-grace").unwrap();
         let len = 16usize << 20;
         let object = pattern(len, 9);
@@ -498,6 +501,7 @@ async fn a_remote_put_cut_past_the_grace_period_is_put_again_and_nothing_partial
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivery_cut_mid_object_is_resumed_and_delivered_once() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     tokio::time::timeout(LIMIT, async {
         use gos_gateway::{Outgoing, TargetOutcome};
         use gos_topology::{Message, NodeId};
@@ -537,7 +541,9 @@ async fn a_delivery_cut_mid_object_is_resumed_and_delivered_once() {
         let outcomes = delivering.await.unwrap().unwrap();
         assert_eq!(outcomes, vec![(NodeId(1), TargetOutcome::Delivered)]);
         let stats = east.gateway.stats();
-        assert_eq!(stats.resumed, 1, "{stats:?}");
+        // At least once (a loaded machine may cut the resumed connection again: its
+        // timeouts are short).
+        assert!(stats.resumed >= 1, "{stats:?}");
         assert!(stats.resumed_bytes > 0, "{stats:?}");
         assert_eq!(stats.delivered, 1, "{stats:?}");
         assert_eq!(
@@ -560,6 +566,7 @@ async fn a_delivery_cut_mid_object_is_resumed_and_delivered_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remote_reservation_whose_commit_is_cut_is_resumed() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     tokio::time::timeout(LIMIT, async {
         let fed = Fed::new();
         let (gateway, store) = gateway_with(&fed, Duration::from_secs(30)).await;
@@ -581,7 +588,9 @@ async fn a_remote_reservation_whose_commit_is_cut_is_resumed() {
         assert_eq!(store.len().await.unwrap(), 0, "nothing partial shows");
         committing.await.unwrap().unwrap();
         let stats = gateway.stats();
-        assert_eq!(stats.resumed, 1, "{stats:?}");
+        // At least once (a loaded machine may cut the resumed connection again: its
+        // timeouts are short).
+        assert!(stats.resumed >= 1, "{stats:?}");
         assert!(stats.resumed_bytes > 0, "{stats:?}");
         assert_whole(&store, &key, &object).await;
         assert_eq!(store.stats().await.unwrap().reserved, 0);
