@@ -839,18 +839,15 @@ impl Admitted<'_> {
                 resumes,
             )
             .await;
-            let (new_send, new_recv) = match received {
-                Ok(digest) => break digest,
-                Err(Interrupted::Resumed(streams)) => {
+            let (new_send, new_recv) = match (received, registration.as_mut()) {
+                (Ok(digest), _) => break digest,
+                (Err(Interrupted::Resumed(streams)), _) => {
                     // The client came back on a new connection before this side noticed the
                     // old one was gone.
                     recv.stop(VarInt::from_u32(code::CANCELLED)).ok();
                     streams
                 }
-                Err(Interrupted::Failed { error, cut: true }) if registration.is_some() => {
-                    let Some(r) = registration.as_mut() else {
-                        unreachable!("checked by the guard")
-                    };
+                (Err(Interrupted::Failed { error, cut: true }), Some(r)) => {
                     tracing::info!(
                         %key,
                         received = progress.at,
@@ -867,7 +864,7 @@ impl Admitted<'_> {
                         }
                     }
                 }
-                Err(Interrupted::Failed { error, .. }) => {
+                (Err(Interrupted::Failed { error, .. }), _) => {
                     if matches!(error, GatewayError::Timeout { .. }) {
                         recv.stop(VarInt::from_u32(code::TOO_SLOW)).ok();
                     }
